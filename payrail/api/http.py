@@ -1,0 +1,115 @@
+"""How every endpoint reads parameters, runs its work and answers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import Request, Response
+
+from payrail.api import idempotency
+from payrail.api.context import RequestContext
+from payrail.api.params import ParamError, decode_body, decode_query
+from payrail.api.schemas import Params, parse
+from payrail.errors import InvalidRequest
+from payrail.tenants.scope import Scope
+
+P = TypeVar("P", bound=Params)
+Conn = idempotency.Conn
+
+MAX_BODY = 1 << 20
+
+
+def json_response(status: int, body: bytes, *, replayed: bool = False) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+async def body_params(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidRequest("Request body is too large.", param="")
+    try:
+        return decode_body(request.headers.get("content-type"), body)
+    except ParamError as exc:
+        raise InvalidRequest(exc.message, param=exc.param or None) from None
+
+
+def query_params(request: Request) -> dict[str, Any]:
+    try:
+        return decode_query(request.url.query)
+    except ParamError as exc:
+        raise InvalidRequest(exc.message, param=exc.param or None) from None
+
+
+async def write(
+    request: Request,
+    ctx: RequestContext,
+    model: type[P],
+    work: Callable[[Conn, Scope, P], Awaitable[dict[str, Any]]],
+) -> Response:
+    """A state-changing call: parameters validated first (a bad one changes nothing and is
+    not remembered by an Idempotency-Key), then the work in one transaction."""
+    raw = await body_params(request)
+    params = parse(model, raw)
+    pool = ctx.services.pool
+    claimed: idempotency.Claim | None = None
+    key = request.headers.get("idempotency-key")
+    if key is not None:
+        idempotency.check_key(key)
+        digest = idempotency.request_hash(request.method, request.url.path, raw)
+        async with pool.connection() as conn:
+            result = await idempotency.claim(
+                conn,
+                ctx.scope,
+                key,
+                request.method,
+                request.url.path,
+                digest,
+                ctx.services.clock.now(),
+            )
+        if isinstance(result, idempotency.Outcome):
+            return json_response(result.status, result.body, replayed=True)
+        claimed = result
+    outcome = await idempotency.execute(
+        pool.connection, claimed, lambda conn: work(conn, ctx.scope, params)
+    )
+    return json_response(outcome.status, outcome.body)
+
+
+async def read(
+    request: Request,
+    ctx: RequestContext,
+    model: type[P],
+    work: Callable[[Conn, Scope, P], Awaitable[dict[str, Any]]],
+) -> Response:
+    params = parse(model, query_params(request))
+    async with ctx.services.pool.connection() as conn:
+        return json_response(200, orjson.dumps(await work(conn, ctx.scope, params)))
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(item, defs) for item in schema]
+    return schema
+
+
+def request_body(model: type[Params]) -> dict[str, Any]:
+    """OpenAPI for a body FastAPI does not parse itself (we take JSON and Stripe's forms)."""
+    schema = model.model_json_schema()
+    inlined = _inline(schema, schema.get("$defs", {}))
+    content = {"schema": inlined}
+    return {
+        "requestBody": {
+            "content": {
+                "application/x-www-form-urlencoded": content,
+                "application/json": content,
+            }
+        }
+    }

@@ -1,0 +1,29 @@
+"""Settings from the environment; the embedded defaults need none of them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "payrail"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    data_dir: Path
+    host: str
+    port: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            database_url=os.environ.get("PAYRAIL_DATABASE_URL") or None,
+            data_dir=Path(os.environ.get("PAYRAIL_DATA_DIR") or default_data_dir()),
+            host=os.environ.get("PAYRAIL_HOST", "127.0.0.1"),
+            port=int(os.environ.get("PAYRAIL_PORT", "8000")),
+        )

@@ -1,0 +1,62 @@
+"""Ledger request parameters and API objects."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from payrail.api.schemas import Currency, Metadata, MinorUnits, Params
+
+AccountType = Literal["asset", "liability", "equity", "revenue", "expense"]
+Direction = Literal["debit", "credit"]
+ExternalId = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class AccountCreate(Params):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    type: AccountType
+    currency: Currency
+    normal_balance: Direction | None = None
+    non_negative: bool = False
+    balance_shards: Annotated[int, Field(ge=1, le=64)] = 1
+    metadata: Metadata = {}
+
+    @model_validator(mode="after")
+    def _one_shard_when_non_negative(self) -> AccountCreate:
+        if self.non_negative and self.balance_shards != 1:
+            raise ValueError("balance_shards must be 1 for a non_negative account")
+        return self
+
+
+class EntryCreate(Params):
+    account: Annotated[str, Field(min_length=1, max_length=64)]
+    direction: Direction
+    amount: MinorUnits
+
+
+class TransactionCreate(Params):
+    external_id: ExternalId
+    entries: Annotated[list[EntryCreate], Field(min_length=2, max_length=100)]
+    pending: bool = False
+    description: Annotated[str, Field(max_length=1000)] | None = None
+    metadata: Metadata = {}
+    effective_at: Annotated[int, Field(ge=0, le=32503680000)] | None = None
+
+
+class TransactionBatchCreate(Params):
+    transactions: Annotated[list[TransactionCreate], Field(min_length=1, max_length=1000)]
+
+
+class TransactionPost(Params):
+    amount: MinorUnits | None = None
+
+
+class TransactionVoid(Params):
+    pass
+
+
+class TransactionReverse(Params):
+    external_id: ExternalId | None = None
+    description: Annotated[str, Field(max_length=1000)] | None = None
+    metadata: Metadata = {}

@@ -1,0 +1,389 @@
+"""Ledger operations. Each runs inside the caller's database transaction and writes its
+outbox events there, so a change and its event commit together or not at all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg.errors
+
+from payrail.clock import Clock, unix
+from payrail.errors import Conflict, InvalidRequest, NotFound
+from payrail.events.outbox import OutboxEvent, emit
+from payrail.ids import new_id
+from payrail.ledger import repository as repo
+from payrail.ledger.postings import (
+    Entry,
+    Phase,
+    balances,
+    check_balanced,
+    content_hash,
+    effective,
+    post,
+    release,
+    reversal,
+)
+from payrail.ledger.schemas import AccountCreate, TransactionCreate
+from payrail.tenants.scope import Scope
+
+Conn = repo.Conn
+
+NORMAL_BALANCE = {
+    "asset": "debit",
+    "expense": "debit",
+    "liability": "credit",
+    "equity": "credit",
+    "revenue": "credit",
+}
+
+# An account's merchant, mode and currency never change, so they may be cached.
+_account_currency: dict[tuple[Scope, str], str] = {}
+_CACHE_LIMIT = 100_000
+
+
+def account_object(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "ledger_account",
+        "name": row["name"],
+        "type": row["type"],
+        "currency": row["currency"].lower(),
+        "normal_balance": row["normal_balance"],
+        "non_negative": row["non_negative"],
+        "balance_shards": row["balance_shards"],
+        "balances": balances(row["normal_balance"], repo.totals(row)),
+        "metadata": row["metadata"],
+        "created": unix(row["created_at"]),
+        "livemode": row["livemode"],
+    }
+
+
+def _entry_object(entry: Entry) -> dict[str, Any]:
+    return {
+        "account": entry.account_id,
+        "direction": entry.direction,
+        "amount": entry.amount,
+        "currency": entry.currency.lower(),
+    }
+
+
+def transaction_object(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "ledger_transaction",
+        "external_id": row["external_id"],
+        "status": row["status"],
+        "description": row["description"],
+        "entries": [_entry_object(e) for e in effective(row["status"], row["entries"])],
+        "reverses": row["reverses_id"],
+        "reversed_by": row["reversed_by"],
+        "metadata": row["metadata"],
+        "effective_at": unix(row["effective_at"]),
+        "created": unix(row["created_at"]),
+        "posted_at": unix(row["posted_at"]) if row["posted_at"] else None,
+        "voided_at": unix(row["voided_at"]) if row["voided_at"] else None,
+        "livemode": row["livemode"],
+    }
+
+
+async def create_account(
+    conn: Conn, scope: Scope, clock: Clock, params: AccountCreate
+) -> dict[str, Any]:
+    now = clock.now()
+    account_id = new_id("lacc")
+    fields = params.model_dump()
+    fields["normal_balance"] = params.normal_balance or NORMAL_BALANCE[params.type]
+    await repo.insert_account(conn, scope, account_id, fields, now)
+    account = await get_account(conn, scope, account_id)
+    await emit(
+        conn,
+        scope,
+        now,
+        [OutboxEvent("ledger.account.created", "ledger_account", account_id, account)],
+    )
+    return account
+
+
+async def get_account(conn: Conn, scope: Scope, account_id: str) -> dict[str, Any]:
+    rows = await repo.fetch_accounts(conn, scope, [account_id])
+    if not rows:
+        raise NotFound("ledger account", account_id)
+    return account_object(rows[0])
+
+
+async def list_accounts(conn: Conn, scope: Scope, ids: Sequence[str]) -> list[dict[str, Any]]:
+    return [account_object(row) for row in await repo.fetch_accounts(conn, scope, ids)]
+
+
+async def _currencies(
+    conn: Conn,
+    scope: Scope,
+    batch: Sequence[TransactionCreate],
+    param_prefix: Callable[[int], str],
+) -> dict[str, str]:
+    wanted = {e.account for t in batch for e in t.entries}
+    known = {a: c for a in wanted if (c := _account_currency.get((scope, a))) is not None}
+    missing = wanted - known.keys()
+    if missing:
+        found = await repo.account_currencies(conn, scope, sorted(missing))
+        if len(_account_currency) > _CACHE_LIMIT:
+            _account_currency.clear()
+        _account_currency.update({(scope, a): c for a, c in found.items()})
+        known.update(found)
+    for t_index, t in enumerate(batch):
+        for e_index, e in enumerate(t.entries):
+            if e.account not in known:
+                raise NotFound(
+                    "ledger account",
+                    e.account,
+                    param=f"{param_prefix(t_index)}entries[{e_index}][account]",
+                )
+    return known
+
+
+def _content(params: TransactionCreate) -> dict[str, Any]:
+    return params.model_dump(exclude={"external_id"})
+
+
+async def post_transactions(
+    conn: Conn,
+    scope: Scope,
+    clock: Clock,
+    batch: Sequence[TransactionCreate],
+    *,
+    batched: bool = False,
+) -> list[dict[str, Any]]:
+    """Write new transactions; an external_id seen before returns the original when the
+    content is the same, and is an error when it differs. One statement writes the batch."""
+
+    def prefix(index: int) -> str:
+        return f"transactions[{index}]" if batched else ""
+
+    external_ids = [t.external_id for t in batch]
+    if len(set(external_ids)) != len(external_ids):
+        raise InvalidRequest(
+            "external_id must be unique within a batch.",
+            param="transactions",
+            code="duplicate_external_id",
+        )
+    currencies = await _currencies(conn, scope, batch, prefix)
+    existing = await repo.existing_external_ids(conn, scope, external_ids)
+    now = clock.now()
+    headers: list[repo.TransactionHeader] = []
+    entries: list[tuple[str, Entry]] = []
+    ids: list[str] = []
+    for index, t in enumerate(batch):
+        digest = content_hash(_content(t))
+        if t.external_id in existing:
+            original_id, original_digest = existing[t.external_id]
+            if original_digest != digest:
+                raise Conflict(
+                    f"A ledger transaction with external_id '{t.external_id}' already exists"
+                    " with different content.",
+                    param=f"{prefix(index)}external_id",
+                    code="external_id_conflict",
+                )
+            ids.append(original_id)
+            continue
+        phase: Phase = "pending" if t.pending else "posted"
+        rows = [
+            Entry(e.account, currencies[e.account], e.direction, e.amount, phase) for e in t.entries
+        ]
+        check_balanced(rows, param=f"{prefix(index)}entries")
+        transaction_id = new_id("ltx")
+        headers.append(
+            repo.TransactionHeader(
+                transaction_id,
+                t.external_id,
+                digest,
+                "pending" if t.pending else "posted",
+                t.description,
+                t.metadata,
+                None,
+                datetime.fromtimestamp(t.effective_at, UTC) if t.effective_at is not None else now,
+            )
+        )
+        entries.extend((transaction_id, row) for row in rows)
+        ids.append(transaction_id)
+    if headers:
+        await _insert(conn, scope, now, headers, entries)
+    objects = await _fetch(conn, scope, ids)
+    new = {h.id for h in headers}
+    await emit(
+        conn,
+        scope,
+        now,
+        [
+            OutboxEvent(f"ledger.transaction.{o['status']}", "ledger_transaction", o["id"], o)
+            for o in objects
+            if o["id"] in new
+        ],
+    )
+    return objects
+
+
+async def _insert(
+    conn: Conn,
+    scope: Scope,
+    now: datetime,
+    headers: Sequence[repo.TransactionHeader],
+    entries: Sequence[tuple[str, Entry]],
+) -> None:
+    try:
+        await repo.insert_transactions(conn, scope, now, headers, entries)
+    except psycopg.errors.UniqueViolation as exc:
+        # Another request wrote the same external_id between our check and insert.
+        raise Conflict(
+            "A concurrent request is writing a ledger transaction with the same external_id;"
+            " retry the request.",
+            param="external_id",
+            code="lock_timeout",
+        ) from exc
+    except psycopg.errors.CheckViolation as exc:
+        if exc.diag.constraint_name == "ledger_balance_non_negative":
+            raise InvalidRequest(
+                "The transaction would take a non_negative account below zero.",
+                param="entries",
+                code="balance_insufficient",
+            ) from exc
+        raise
+
+
+async def _fetch(conn: Conn, scope: Scope, ids: Sequence[str]) -> list[dict[str, Any]]:
+    return [transaction_object(row) for row in await repo.fetch_transactions(conn, scope, ids)]
+
+
+async def get_transaction(conn: Conn, scope: Scope, transaction_id: str) -> dict[str, Any]:
+    rows = await _fetch(conn, scope, [transaction_id])
+    if not rows:
+        raise NotFound("ledger transaction", transaction_id)
+    return rows[0]
+
+
+async def list_transactions(conn: Conn, scope: Scope, ids: Sequence[str]) -> list[dict[str, Any]]:
+    return await _fetch(conn, scope, ids)
+
+
+async def _locked(conn: Conn, scope: Scope, transaction_id: str) -> dict[str, Any]:
+    rows = await repo.fetch_transactions(conn, scope, [transaction_id], for_update=True)
+    if not rows:
+        raise NotFound("ledger transaction", transaction_id)
+    return rows[0]
+
+
+async def _settle(
+    conn: Conn,
+    scope: Scope,
+    clock: Clock,
+    transaction_id: str,
+    status: str,
+    new_entries: Sequence[Entry],
+) -> dict[str, Any]:
+    now = clock.now()
+    try:
+        await repo.append_entries(conn, scope, transaction_id, new_entries)
+    except psycopg.errors.CheckViolation as exc:
+        if exc.diag.constraint_name == "ledger_balance_non_negative":
+            raise InvalidRequest(
+                "Posting would take a non_negative account below zero.",
+                param="amount",
+                code="balance_insufficient",
+            ) from exc
+        raise
+    await repo.set_status(conn, transaction_id, "posted" if status == "posted" else "voided", now)
+    obj = await get_transaction(conn, scope, transaction_id)
+    await emit(
+        conn,
+        scope,
+        now,
+        [OutboxEvent(f"ledger.transaction.{status}", "ledger_transaction", transaction_id, obj)],
+    )
+    return obj
+
+
+def _not_pending(row: dict[str, Any], action: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Ledger transaction {row['id']} is {row['status']}; only a pending transaction can"
+        f" be {action}.",
+        param="id",
+        code="transaction_not_pending",
+    )
+
+
+async def post_pending(
+    conn: Conn, scope: Scope, clock: Clock, transaction_id: str, amount: int | None
+) -> dict[str, Any]:
+    row = await _locked(conn, scope, transaction_id)
+    if row["status"] == "posted":
+        posted = effective("posted", row["entries"])
+        if amount is None or all(e.amount == amount for e in posted):
+            return transaction_object(row)  # posting twice is a replay, not an error
+    if row["status"] != "pending":
+        raise _not_pending(row, "posted")
+    return await _settle(conn, scope, clock, transaction_id, "posted", post(row["entries"], amount))
+
+
+async def void_pending(
+    conn: Conn, scope: Scope, clock: Clock, transaction_id: str
+) -> dict[str, Any]:
+    row = await _locked(conn, scope, transaction_id)
+    if row["status"] == "voided":
+        return transaction_object(row)
+    if row["status"] != "pending":
+        raise _not_pending(row, "voided")
+    return await _settle(conn, scope, clock, transaction_id, "voided", release(row["entries"]))
+
+
+async def reverse(
+    conn: Conn,
+    scope: Scope,
+    clock: Clock,
+    transaction_id: str,
+    *,
+    external_id: str | None,
+    description: str | None,
+    metadata: dict[str, str],
+) -> dict[str, Any]:
+    """A posted transaction is corrected by a new one with the entries swapped."""
+    row = await _locked(conn, scope, transaction_id)
+    if row["reversed_by"] is not None:
+        return await get_transaction(conn, scope, row["reversed_by"])
+    if row["status"] != "posted":
+        raise InvalidRequest(
+            f"Ledger transaction {transaction_id} is {row['status']}; only a posted transaction"
+            " can be reversed (void a pending one).",
+            param="id",
+            code="transaction_not_posted",
+        )
+    if row["reverses_id"] is not None:
+        raise InvalidRequest(
+            "A reversal cannot itself be reversed; post a new transaction.",
+            param="id",
+            code="transaction_is_reversal",
+        )
+    now = clock.now()
+    entries = reversal(row["entries"])
+    external_id = external_id or f"reversal:{row['external_id']}"
+    digest = content_hash(
+        {"reverses": transaction_id, "description": description, "metadata": metadata}
+    )
+    header = repo.TransactionHeader(
+        new_id("ltx"), external_id, digest, "posted", description, metadata, transaction_id, now
+    )
+    await _insert(conn, scope, now, [header], [(header.id, e) for e in entries])
+    obj = await get_transaction(conn, scope, header.id)
+    original = await get_transaction(conn, scope, transaction_id)
+    await emit(
+        conn,
+        scope,
+        now,
+        [
+            OutboxEvent("ledger.transaction.posted", "ledger_transaction", header.id, obj),
+            OutboxEvent(
+                "ledger.transaction.reversed", "ledger_transaction", transaction_id, original
+            ),
+        ],
+    )
+    return obj
