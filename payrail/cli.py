@@ -1,0 +1,113 @@
+"""The `payrail` command."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from payrail.clock import SystemClock
+from payrail.config import Settings
+from payrail.db.migrate import upgrade
+from payrail.ledger.verify import VerifyReport, verify
+from payrail.ops.logging import configure as configure_logging
+from payrail.runtime import database
+from payrail.runtime import up as run_up
+from payrail.tenants.service import NewMerchant, create_merchant
+
+app = typer.Typer(help="payrail: payments and subscriptions on PostgreSQL.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+merchants_app = typer.Typer(help="Merchants and API keys.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks that print figures beside a reference.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(merchants_app, name="merchants")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+
+@app.callback()
+def main() -> None:
+    configure_logging()
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="API port.")] = None,
+) -> None:
+    """Run the platform in one process: database (embedded unless configured), API."""
+    settings = Settings.from_env()
+    if host is not None or port is not None:
+        settings = Settings(
+            settings.database_url, settings.data_dir, host or settings.host, port or settings.port
+        )
+    run_up(settings)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    with database(Settings.from_env()) as url:
+        upgrade(url)
+    console.print("database schema is up to date")
+
+
+async def _create_merchant(url: str, name: str) -> NewMerchant:
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    async with conn:
+        return await create_merchant(conn, SystemClock(), name)
+
+
+@merchants_app.command("create")
+def merchants_create(name: str) -> None:
+    """Create a merchant and print its API keys (shown once; only their hashes are kept)."""
+    with database(Settings.from_env()) as url:
+        upgrade(url)
+        merchant = asyncio.run(_create_merchant(url, name))
+    console.print(f"merchant {merchant.id} ({merchant.name})")
+    console.print(f"test secret key: {merchant.test_secret}")
+    console.print(f"live secret key: {merchant.live_secret}")
+    console.print("Store these keys now: payrail keeps only their hashes.")
+
+
+async def _verify(url: str) -> VerifyReport:
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    async with conn:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("verifying balances", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                return await verify(conn, advance)
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Recompute every balance from its entries; exit 1 on any drift."""
+    with database(Settings.from_env()) as url:
+        report = asyncio.run(_verify(url))
+    table = Table("account", "stored (dp, cp, dpo, cpo)", "from entries", title="balance drift")
+    for account_id, stored, computed in report.drifted:
+        table.add_row(account_id, str(stored), str(computed))
+    if report.drifted:
+        console.print(table)
+    for transaction_id, currency, phase, net in report.unbalanced:
+        console.print(f"unbalanced: {transaction_id} {currency} {phase} net {net}")
+    verdict = "OK" if report.ok else "DRIFT"
+    console.print(
+        f"ledger verify: {report.accounts} accounts, {len(report.drifted)} drifted, "
+        f"{len(report.unbalanced)} unbalanced transactions: {verdict}"
+    )
+    raise typer.Exit(0 if report.ok else 1)
