@@ -111,3 +111,19 @@ def ledger_verify() -> None:
         f"{len(report.unbalanced)} unbalanced transactions: {verdict}"
     )
     raise typer.Exit(0 if report.ok else 1)
+
+
+@bench_app.command("ledger")
+def bench_ledger(
+    seconds: Annotated[float, typer.Option(help="Seconds per measurement.")] = 15,
+    workers: Annotated[int, typer.Option(help="Concurrent connections.")] = 8,
+) -> None:
+    """Ledger transfers/s (single, batched, hot account) beside pgbench TPC-B tps."""
+    from payrail.bench.ledger import run
+
+    with console.status("benchmarking the ledger (a throwaway PostgreSQL, pgbench, ours)"):
+        rows = run(seconds=seconds, workers=workers)
+    table = Table("measure", "figure", "target / reference", title="payrail bench ledger")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

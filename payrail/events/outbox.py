@@ -31,29 +31,35 @@ INSERT_EVENTS = """
 INSERT INTO events (id, merchant_id, livemode, type, version, aggregate_type, aggregate_id,
                     payload, created_at)
 SELECT e.id, %(merchant_id)s, %(livemode)s, e.type, e.version, e.aggregate_type,
-       e.aggregate_id, e.payload, %(created_at)s
-FROM unnest(%(ids)s::text[], %(types)s::text[], %(versions)s::int[],
-            %(aggregate_types)s::text[], %(aggregate_ids)s::text[], %(payloads)s::jsonb[])
-     AS e(id, type, version, aggregate_type, aggregate_id, payload)
+       e.aggregate_id, e.payload, %(event_created_at)s
+FROM json_to_recordset(%(events)s::json)
+     AS e(id text, type text, version int, aggregate_type text, aggregate_id text, payload jsonb)
 """
+
+
+def event_params(scope: Scope, at: datetime, events: Sequence[OutboxEvent]) -> dict[str, Any]:
+    """Parameters of INSERT_EVENTS: the rows travel as one JSON document."""
+    rows = [
+        {
+            "id": new_id("evt"),
+            "type": e.type,
+            "version": e.version,
+            "aggregate_type": e.aggregate_type,
+            "aggregate_id": e.aggregate_id,
+            "payload": e.payload,
+        }
+        for e in events
+    ]
+    return {
+        "merchant_id": scope.merchant_id,
+        "livemode": scope.livemode,
+        "event_created_at": at,
+        "events": orjson.dumps(rows).decode(),
+    }
 
 
 async def emit(
     conn: AsyncConnection[Any], scope: Scope, at: datetime, events: Sequence[OutboxEvent]
 ) -> None:
-    if not events:
-        return
-    await conn.execute(
-        INSERT_EVENTS,
-        {
-            "merchant_id": scope.merchant_id,
-            "livemode": scope.livemode,
-            "created_at": at,
-            "ids": [new_id("evt") for _ in events],
-            "types": [e.type for e in events],
-            "versions": [e.version for e in events],
-            "aggregate_types": [e.aggregate_type for e in events],
-            "aggregate_ids": [e.aggregate_id for e in events],
-            "payloads": [orjson.dumps(e.payload).decode() for e in events],
-        },
-    )
+    if events:
+        await conn.execute(INSERT_EVENTS, event_params(scope, at, events))

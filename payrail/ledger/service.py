@@ -169,59 +169,106 @@ async def post_transactions(
             code="duplicate_external_id",
         )
     currencies = await _currencies(conn, scope, batch, prefix)
-    existing = await repo.existing_external_ids(conn, scope, external_ids)
     now = clock.now()
     headers: list[repo.TransactionHeader] = []
     entries: list[tuple[str, Entry]] = []
-    ids: list[str] = []
     for index, t in enumerate(batch):
-        digest = content_hash(_content(t))
-        if t.external_id in existing:
-            original_id, original_digest = existing[t.external_id]
-            if original_digest != digest:
-                raise Conflict(
-                    f"A ledger transaction with external_id '{t.external_id}' already exists"
-                    " with different content.",
-                    param=f"{prefix(index)}external_id",
-                    code="external_id_conflict",
-                )
-            ids.append(original_id)
-            continue
         phase: Phase = "pending" if t.pending else "posted"
         rows = [
             Entry(e.account, currencies[e.account], e.direction, e.amount, phase) for e in t.entries
         ]
         check_balanced(rows, param=f"{prefix(index)}entries")
-        transaction_id = new_id("ltx")
-        headers.append(
-            repo.TransactionHeader(
-                transaction_id,
-                t.external_id,
-                digest,
-                "pending" if t.pending else "posted",
-                t.description,
-                t.metadata,
-                None,
-                datetime.fromtimestamp(t.effective_at, UTC) if t.effective_at is not None else now,
-            )
+        effective_at = (
+            datetime.fromtimestamp(t.effective_at, UTC) if t.effective_at is not None else now
         )
-        entries.extend((transaction_id, row) for row in rows)
-        ids.append(transaction_id)
-    if headers:
-        await _insert(conn, scope, now, headers, entries)
-    objects = await _fetch(conn, scope, ids)
-    new = {h.id for h in headers}
-    await emit(
+        header = repo.TransactionHeader(
+            new_id("ltx"),
+            t.external_id,
+            content_hash(_content(t)),
+            phase,
+            t.description,
+            t.metadata,
+            None,
+            effective_at,
+        )
+        headers.append(header)
+        entries.extend((header.id, row) for row in rows)
+    written = _objects(scope, now, headers, entries)
+    inserted = await _insert(
         conn,
         scope,
         now,
+        headers,
+        entries,
         [
             OutboxEvent(f"ledger.transaction.{o['status']}", "ledger_transaction", o["id"], o)
-            for o in objects
-            if o["id"] in new
+            for o in written.values()
         ],
     )
-    return objects
+    if len(inserted) == len(headers):
+        return list(written.values())
+    return await _resolve_replays(conn, scope, headers, inserted, written, prefix)
+
+
+async def _resolve_replays(
+    conn: Conn,
+    scope: Scope,
+    headers: Sequence[repo.TransactionHeader],
+    inserted: set[str],
+    written: dict[str, dict[str, Any]],
+    prefix: Callable[[int], str],
+) -> list[dict[str, Any]]:
+    """An external_id already taken: the original if the content is the same, else 409."""
+    skipped = [h for h in headers if h.id not in inserted]
+    existing = await repo.existing_external_ids(conn, scope, [h.external_id for h in skipped])
+    originals: dict[str, str] = {}
+    for index, header in enumerate(headers):
+        if header.id in inserted:
+            continue
+        original_id, original_digest = existing[header.external_id]
+        if original_digest != header.content_hash:
+            raise Conflict(
+                f"A ledger transaction with external_id '{header.external_id}' already exists"
+                " with different content.",
+                param=f"{prefix(index)}external_id",
+                code="external_id_conflict",
+            )
+        originals[header.id] = original_id
+    known = {o["id"]: o for o in await _fetch(conn, scope, list(originals.values()))}
+    return [written[h.id] if h.id in inserted else known[originals[h.id]] for h in headers]
+
+
+def _row(
+    scope: Scope, now: datetime, header: repo.TransactionHeader, entries: list[Entry]
+) -> dict[str, Any]:
+    """The row a new transaction will have, to answer without reading it back."""
+    return {
+        "id": header.id,
+        "livemode": scope.livemode,
+        "external_id": header.external_id,
+        "status": header.status,
+        "description": header.description,
+        "metadata": header.metadata,
+        "reverses_id": header.reverses_id,
+        "effective_at": header.effective_at,
+        "created_at": now,
+        "posted_at": now if header.status == "posted" else None,
+        "voided_at": None,
+        "reversed_by": None,
+        "entries": entries,
+    }
+
+
+def _objects(
+    scope: Scope,
+    now: datetime,
+    headers: Sequence[repo.TransactionHeader],
+    entries: Sequence[tuple[str, Entry]],
+) -> dict[str, dict[str, Any]]:
+    by_transaction: dict[str, list[Entry]] = {h.id: [] for h in headers}
+    for transaction_id, entry in entries:
+        by_transaction[transaction_id].append(entry)
+    return {h.id: transaction_object(_row(scope, now, h, by_transaction[h.id])) for h in headers}
 
 
 async def _insert(
@@ -230,17 +277,19 @@ async def _insert(
     now: datetime,
     headers: Sequence[repo.TransactionHeader],
     entries: Sequence[tuple[str, Entry]],
-) -> None:
+    events: Sequence[OutboxEvent],
+) -> set[str]:
+    inserted = await repo.insert_headers(conn, scope, now, headers)
+    if not inserted:
+        return inserted
     try:
-        await repo.insert_transactions(conn, scope, now, headers, entries)
-    except psycopg.errors.UniqueViolation as exc:
-        # Another request wrote the same external_id between our check and insert.
-        raise Conflict(
-            "A concurrent request is writing a ledger transaction with the same external_id;"
-            " retry the request.",
-            param="external_id",
-            code="lock_timeout",
-        ) from exc
+        await repo.insert_entries(
+            conn,
+            scope,
+            now,
+            [(tx, e) for tx, e in entries if tx in inserted],
+            [event for event in events if event.aggregate_id in inserted],
+        )
     except psycopg.errors.CheckViolation as exc:
         if exc.diag.constraint_name == "ledger_balance_non_negative":
             raise InvalidRequest(
@@ -249,6 +298,7 @@ async def _insert(
                 code="balance_insufficient",
             ) from exc
         raise
+    return inserted
 
 
 async def _fetch(conn: Conn, scope: Scope, ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -372,18 +422,24 @@ async def reverse(
     header = repo.TransactionHeader(
         new_id("ltx"), external_id, digest, "posted", description, metadata, transaction_id, now
     )
-    await _insert(conn, scope, now, [header], [(header.id, e) for e in entries])
-    obj = await get_transaction(conn, scope, header.id)
-    original = await get_transaction(conn, scope, transaction_id)
+    rows = [(header.id, e) for e in entries]
+    written = _objects(scope, now, [header], rows)[header.id]
+    event = OutboxEvent("ledger.transaction.posted", "ledger_transaction", header.id, written)
+    if not await _insert(conn, scope, now, [header], rows, [event]):
+        raise Conflict(
+            f"A ledger transaction with external_id '{external_id}' already exists.",
+            param="external_id",
+            code="external_id_conflict",
+        )
+    original = transaction_object({**row, "reversed_by": header.id})
     await emit(
         conn,
         scope,
         now,
         [
-            OutboxEvent("ledger.transaction.posted", "ledger_transaction", header.id, obj),
             OutboxEvent(
                 "ledger.transaction.reversed", "ledger_transaction", transaction_id, original
-            ),
+            )
         ],
     )
-    return obj
+    return written

@@ -1,7 +1,8 @@
 """Foundation: merchants, API keys, idempotency keys, outbox, double-entry ledger.
 
 The ledger's invariants live in PostgreSQL, not only in Python:
-- entries of a transaction sum to zero per (currency, phase) at commit (deferred trigger);
+- entries of a transaction sum to zero per (currency, phase) at commit (a deferred
+  constraint trigger, fired once per statement over the transactions it touched);
 - entries are append-only: UPDATE, DELETE and TRUNCATE are rejected;
 - balances are maintained by a statement trigger from the entries themselves, and an
   account flagged non_negative is guarded by a CHECK on its balance row, so concurrent
@@ -62,10 +63,14 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 
 -- The transactional outbox: written in the same transaction as the change it reports.
+-- High-volume tables carry merchant_id without a foreign key: a per-row FK check would
+-- take FOR KEY SHARE on the one merchant row from every concurrent writer (a MultiXact
+-- per row). merchant_id always comes from the authenticated key, and merchants cannot
+-- be deleted.
 CREATE TABLE events (
     id              text PRIMARY KEY,
     seq             bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
-    merchant_id     text NOT NULL REFERENCES merchants (id),
+    merchant_id     text NOT NULL,
     livemode        boolean NOT NULL,
     type            text NOT NULL,
     version         integer NOT NULL CHECK (version > 0),
@@ -93,8 +98,7 @@ CREATE TABLE ledger_accounts (
     metadata        jsonb NOT NULL,
     created_at      timestamptz NOT NULL,
     -- A non-negative balance must be checked on one row under one lock.
-    CHECK (NOT non_negative OR balance_shards = 1),
-    UNIQUE (id, merchant_id, livemode, currency)
+    CHECK (NOT non_negative OR balance_shards = 1)
 );
 CREATE INDEX ledger_accounts_merchant ON ledger_accounts (merchant_id, livemode, seq);
 
@@ -119,7 +123,7 @@ CREATE TABLE ledger_balances (
 CREATE TABLE ledger_transactions (
     id            text PRIMARY KEY,
     seq           bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
-    merchant_id   text NOT NULL REFERENCES merchants (id),
+    merchant_id   text NOT NULL,  -- no FK: see events
     livemode      boolean NOT NULL,
     external_id   text NOT NULL,
     content_hash  bytea NOT NULL,
@@ -131,8 +135,7 @@ CREATE TABLE ledger_transactions (
     created_at    timestamptz NOT NULL,
     posted_at     timestamptz,
     voided_at     timestamptz,
-    UNIQUE (merchant_id, livemode, external_id),
-    UNIQUE (id, merchant_id, livemode)
+    UNIQUE (merchant_id, livemode, external_id)
 );
 CREATE INDEX ledger_transactions_merchant ON ledger_transactions (merchant_id, livemode, seq);
 
@@ -148,11 +151,11 @@ CREATE TABLE ledger_entries (
     direction       text NOT NULL CHECK (direction IN ('debit', 'credit')),
     amount          bigint NOT NULL,
     phase           text NOT NULL CHECK (phase IN ('pending', 'posted')),
-    CHECK (amount > 0 OR (phase = 'pending' AND amount < 0)),
-    FOREIGN KEY (transaction_id, merchant_id, livemode)
-        REFERENCES ledger_transactions (id, merchant_id, livemode),
-    FOREIGN KEY (account_id, merchant_id, livemode, currency)
-        REFERENCES ledger_accounts (id, merchant_id, livemode, currency)
+    CHECK (amount > 0 OR (phase = 'pending' AND amount < 0))
+    -- The references to the transaction and the account (same merchant, mode and
+    -- currency) are checked set-wise by ledger_apply_entries: a per-row foreign key
+    -- would take a FOR KEY SHARE lock on the referenced rows, writing a WAL record per
+    -- entry and piling MultiXacts onto hot accounts. Neither row can ever be deleted.
 );
 CREATE INDEX ledger_entries_transaction ON ledger_entries (transaction_id);
 CREATE INDEX ledger_entries_account ON ledger_entries (account_id, id);
@@ -167,10 +170,34 @@ CREATE TRIGGER ledger_entries_immutable BEFORE UPDATE OR DELETE ON ledger_entrie
     FOR EACH ROW EXECUTE FUNCTION ledger_reject_change();
 CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_reject_change();
+CREATE TRIGGER merchants_no_delete BEFORE DELETE ON merchants
+    FOR EACH ROW EXECUTE FUNCTION ledger_reject_change();
+CREATE TRIGGER merchants_no_truncate BEFORE TRUNCATE ON merchants
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_reject_change();
+CREATE TRIGGER ledger_accounts_no_delete BEFORE DELETE ON ledger_accounts
+    FOR EACH ROW EXECUTE FUNCTION ledger_reject_change();
+CREATE TRIGGER ledger_accounts_no_truncate BEFORE TRUNCATE ON ledger_accounts
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_reject_change();
 CREATE TRIGGER ledger_transactions_no_delete BEFORE DELETE ON ledger_transactions
     FOR EACH ROW EXECUTE FUNCTION ledger_reject_change();
 CREATE TRIGGER ledger_transactions_no_truncate BEFORE TRUNCATE ON ledger_transactions
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_reject_change();
+
+-- What entries reference and balances depend on never changes on an account.
+CREATE FUNCTION ledger_account_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.id, NEW.merchant_id, NEW.livemode, NEW.type, NEW.currency, NEW.normal_balance,
+        NEW.non_negative, NEW.balance_shards)
+       IS DISTINCT FROM
+       (OLD.id, OLD.merchant_id, OLD.livemode, OLD.type, OLD.currency, OLD.normal_balance,
+        OLD.non_negative, OLD.balance_shards) THEN
+        RAISE EXCEPTION 'ledger account %: only name and metadata may change', OLD.id
+            USING ERRCODE = 'restrict_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER ledger_accounts_guard BEFORE UPDATE ON ledger_accounts
+    FOR EACH ROW EXECUTE FUNCTION ledger_account_guard();
 
 -- A transaction header may only move pending -> posted | voided; nothing else changes.
 CREATE FUNCTION ledger_transaction_guard() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -190,30 +217,48 @@ END $$;
 CREATE TRIGGER ledger_transactions_guard BEFORE UPDATE ON ledger_transactions
     FOR EACH ROW EXECUTE FUNCTION ledger_transaction_guard();
 
--- Balances follow the entries, one UPDATE per touched account in a fixed order so that
--- concurrent postings take their row locks in the same order and cannot deadlock.
-CREATE FUNCTION ledger_apply_entries() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    r record;
+-- Balances follow the entries: one set-wise UPDATE per statement.
+-- The planner cannot size a transition table, and its generic plans hash-join the whole
+-- referenced table: index probes per new entry are right for one entry and for a batch.
+CREATE FUNCTION ledger_apply_entries() RETURNS trigger LANGUAGE plpgsql
+    SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 BEGIN
-    FOR r IN
-        SELECT e.account_id,
-               mod(pg_backend_pid(), a.balance_shards) AS shard,
-               coalesce(sum(e.amount) FILTER (WHERE e.direction = 'debit' AND e.phase = 'pending'), 0) AS dp,
-               coalesce(sum(e.amount) FILTER (WHERE e.direction = 'credit' AND e.phase = 'pending'), 0) AS cp,
-               coalesce(sum(e.amount) FILTER (WHERE e.direction = 'debit' AND e.phase = 'posted'), 0) AS dpo,
-               coalesce(sum(e.amount) FILTER (WHERE e.direction = 'credit' AND e.phase = 'posted'), 0) AS cpo
-        FROM new_entries e JOIN ledger_accounts a ON a.id = e.account_id
-        GROUP BY e.account_id, a.balance_shards
-        ORDER BY e.account_id
-    LOOP
-        UPDATE ledger_balances
-           SET debits_pending = debits_pending + r.dp,
-               credits_pending = credits_pending + r.cp,
-               debits_posted = debits_posted + r.dpo,
-               credits_posted = credits_posted + r.cpo
-         WHERE account_id = r.account_id AND shard = r.shard;
-    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM new_entries) THEN
+        RETURN NULL;
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM new_entries e
+          LEFT JOIN ledger_accounts a ON a.id = e.account_id
+          LEFT JOIN ledger_transactions t ON t.id = e.transaction_id
+         WHERE a.id IS NULL OR t.id IS NULL
+            OR (a.merchant_id, a.livemode, a.currency) IS DISTINCT FROM (e.merchant_id, e.livemode, e.currency)
+            OR (t.merchant_id, t.livemode) IS DISTINCT FROM (e.merchant_id, e.livemode)
+    ) THEN
+        RAISE EXCEPTION 'ledger entry references no transaction or account, or one of another merchant, mode or currency'
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'ledger_entries_references';
+    END IF;
+    INSERT INTO ledger_checks (transaction_ids)
+    SELECT array_agg(DISTINCT transaction_id) FROM new_entries;
+    -- The subquery locks the balance rows in one global order (ORDER BY ... FOR UPDATE),
+    -- so concurrent postings cannot deadlock; then one UPDATE applies every delta.
+    UPDATE ledger_balances b
+       SET debits_pending = b.debits_pending + d.dp,
+           credits_pending = b.credits_pending + d.cp,
+           debits_posted = b.debits_posted + d.dpo,
+           credits_posted = b.credits_posted + d.cpo
+      FROM (SELECT lb.account_id, lb.shard, delta.dp, delta.cp, delta.dpo, delta.cpo
+              FROM (SELECT e.account_id, mod(pg_backend_pid(), a.balance_shards) AS shard,
+                           coalesce(sum(e.amount) FILTER (WHERE e.direction = 'debit' AND e.phase = 'pending'), 0) AS dp,
+                           coalesce(sum(e.amount) FILTER (WHERE e.direction = 'credit' AND e.phase = 'pending'), 0) AS cp,
+                           coalesce(sum(e.amount) FILTER (WHERE e.direction = 'debit' AND e.phase = 'posted'), 0) AS dpo,
+                           coalesce(sum(e.amount) FILTER (WHERE e.direction = 'credit' AND e.phase = 'posted'), 0) AS cpo
+                      FROM new_entries e JOIN ledger_accounts a ON a.id = e.account_id
+                     GROUP BY e.account_id, a.balance_shards) delta
+              JOIN ledger_balances lb
+                ON lb.account_id = delta.account_id AND lb.shard = delta.shard
+             ORDER BY lb.account_id, lb.shard
+               FOR UPDATE OF lb) d
+     WHERE b.account_id = d.account_id AND b.shard = d.shard;
     RETURN NULL;
 END $$;
 CREATE TRIGGER ledger_entries_apply AFTER INSERT ON ledger_entries
@@ -235,50 +280,57 @@ END $$;
 CREATE TRIGGER ledger_balances_guard BEFORE INSERT OR UPDATE OR DELETE ON ledger_balances
     FOR EACH ROW EXECUTE FUNCTION ledger_balances_guard();
 
--- At commit: every transaction's entries sum to zero per currency and phase, it has at
--- least two entries, and a transaction no longer pending holds nothing pending.
-CREATE FUNCTION ledger_check_transaction() RETURNS trigger LANGUAGE plpgsql AS $$
+-- At commit: every transaction that got entries (or changed status) sums to zero per
+-- currency and phase, has at least two entries, and holds nothing pending once posted or
+-- voided. Statements enqueue the ids they touched; one deferred check per statement then
+-- verifies them set-wise, instead of a query per entry.
+-- Unlogged: a row lives only until its own transaction's commit-time check deletes it.
+CREATE UNLOGGED TABLE ledger_checks (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    transaction_ids  text[] NOT NULL
+);
+
+CREATE FUNCTION ledger_check_transactions() RETURNS trigger LANGUAGE plpgsql
+    SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
-    tx_id text;
-    tx_status text;
-    entry_count integer;
+    bad text;
+    problem text;
 BEGIN
-    IF TG_TABLE_NAME = 'ledger_entries' THEN
-        tx_id := NEW.transaction_id;
-    ELSE
-        tx_id := NEW.id;
-    END IF;
-    SELECT status INTO tx_status FROM ledger_transactions WHERE id = tx_id;
-    SELECT count(*) INTO entry_count FROM ledger_entries WHERE transaction_id = tx_id;
-    IF entry_count < 2 THEN
-        RAISE EXCEPTION 'ledger transaction % has fewer than two entries', tx_id
+    SELECT v.transaction_id, v.problem INTO bad, problem FROM (
+        SELECT t AS transaction_id, 'has fewer than two entries' AS problem
+          FROM unnest(NEW.transaction_ids) AS t
+         WHERE (SELECT count(*) FROM ledger_entries e WHERE e.transaction_id = t) < 2
+        UNION ALL
+        SELECT e.transaction_id, 'is unbalanced'
+          FROM ledger_entries e
+         WHERE e.transaction_id = ANY (NEW.transaction_ids)
+         GROUP BY e.transaction_id, e.currency, e.phase
+        HAVING sum(CASE e.direction WHEN 'debit' THEN e.amount ELSE -e.amount END) <> 0
+        UNION ALL
+        SELECT e.transaction_id, 'is settled but still holds pending amounts'
+          FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+         WHERE e.transaction_id = ANY (NEW.transaction_ids)
+           AND t.status <> 'pending' AND e.phase = 'pending'
+         GROUP BY e.transaction_id, e.account_id, e.direction
+        HAVING sum(e.amount) <> 0
+    ) v LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'ledger transaction % %', bad, problem
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_transaction_balanced';
     END IF;
-    IF EXISTS (
-        SELECT 1 FROM ledger_entries
-         WHERE transaction_id = tx_id
-         GROUP BY currency, phase
-        HAVING sum(CASE direction WHEN 'debit' THEN amount ELSE -amount END) <> 0
-    ) THEN
-        RAISE EXCEPTION 'ledger transaction % is unbalanced', tx_id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_transaction_balanced';
-    END IF;
-    IF tx_status <> 'pending' AND EXISTS (
-        SELECT 1 FROM ledger_entries
-         WHERE transaction_id = tx_id AND phase = 'pending'
-         GROUP BY account_id, direction
-        HAVING sum(amount) <> 0
-    ) THEN
-        RAISE EXCEPTION 'ledger transaction % is % but still holds pending amounts',
-            tx_id, tx_status
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_transaction_balanced';
-    END IF;
+    DELETE FROM ledger_checks WHERE id = NEW.id;
     RETURN NULL;
 END $$;
-CREATE CONSTRAINT TRIGGER ledger_entries_balanced AFTER INSERT ON ledger_entries
+CREATE CONSTRAINT TRIGGER ledger_checks_at_commit AFTER INSERT ON ledger_checks
     DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION ledger_check_transaction();
-CREATE CONSTRAINT TRIGGER ledger_transactions_balanced AFTER UPDATE ON ledger_transactions
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION ledger_check_transaction();
+    FOR EACH ROW EXECUTE FUNCTION ledger_check_transactions();
+
+-- A status change is checked at commit too (posting must release every hold).
+CREATE FUNCTION ledger_enqueue_status_check() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ledger_checks (transaction_ids) VALUES (ARRAY[NEW.id]);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER ledger_transactions_status_check AFTER UPDATE ON ledger_transactions
+    FOR EACH ROW EXECUTE FUNCTION ledger_enqueue_status_check();
 """
