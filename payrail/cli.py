@@ -127,3 +127,15 @@ def bench_ledger(
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+@app.command()
+def demo(
+    url: Annotated[str, typer.Option(help="Where `payrail up` serves the API.")] = (
+        "http://127.0.0.1:8000"
+    ),
+) -> None:
+    """Run a short scripted scenario against payrail and print what happened."""
+    from payrail.demo import run
+
+    run(Settings.from_env(), url)

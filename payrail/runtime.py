@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -13,7 +16,7 @@ from rich.console import Console
 
 from payrail.api.app import create_app
 from payrail.api.context import Services
-from payrail.clock import SystemClock
+from payrail.clock import Clock, SystemClock
 from payrail.config import Settings
 from payrail.db.embedded import EmbeddedPostgres
 from payrail.db.migrate import upgrade
@@ -37,6 +40,41 @@ def database(settings: Settings) -> Iterator[str]:
     finally:
         if server.started_here:
             server.stop()
+
+
+@contextmanager
+def serve_in_thread(url: str, clock: Clock, *, max_connections: int = 20) -> Iterator[str]:
+    """The API on a free loopback port, served from a thread of this process: for tests
+    over real HTTP and for `payrail demo` when no platform is running."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    servers: list[uvicorn.Server] = []
+
+    async def serve() -> None:
+        pool = await open_pool(url, min_size=2, max_size=max_connections)
+        try:
+            app = create_app(Services(pool=pool, clock=clock))
+            config = uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", backlog=1024
+            )
+            servers.append(uvicorn.Server(config))
+            await servers[0].serve()
+        finally:
+            await pool.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (servers and servers[0].started):
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        servers[0].should_exit = True
+        thread.join(timeout=30)
 
 
 async def _serve(url: str, settings: Settings) -> None:

