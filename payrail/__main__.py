@@ -1,0 +1,3 @@
+from payrail.cli import app
+
+app()

@@ -1,0 +1,132 @@
+"""The platform as a user runs it: `payrail up` in one terminal, commands in another."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from payrail.db.embedded import EmbeddedPostgres
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    environment = {
+        **os.environ,
+        "PAYRAIL_DATA_DIR": str(tmp_path / "data"),
+        "PAYRAIL_PORT": str(_free_port()),
+    }
+    environment.pop("PAYRAIL_DATABASE_URL", None)
+    return environment
+
+
+def payrail(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "payrail", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def up(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    process = start_up(env)
+    yield process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    EmbeddedPostgres(Path(env["PAYRAIL_DATA_DIR"])).stop()
+
+
+def start_up(env: dict[str, str]) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "payrail", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{env['PAYRAIL_PORT']}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        try:
+            if httpx.get(f"{base}/openapi.json", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError("payrail up did not serve the API in time")
+
+
+def stop(process: subprocess.Popen[str], how: signal.Signals) -> str:
+    process.send_signal(how)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode in (0, -how, 128 + how, 130), output
+    return output
+
+
+def test_up_serves_while_a_second_terminal_creates_a_merchant(
+    env: dict[str, str], up: subprocess.Popen[str]
+) -> None:
+    created = payrail(env, "merchants", "create", "Acme")
+    assert created.returncode == 0, created.stderr
+    key = re.search(r"sk_test_\S+", created.stdout)
+    assert key and re.search(r"sk_live_\S+", created.stdout)
+    base = f"http://127.0.0.1:{env['PAYRAIL_PORT']}"
+    reply = httpx.post(
+        f"{base}/v1/ledger/accounts",
+        auth=(key.group(0), ""),
+        data={"name": "Cash", "type": "asset", "currency": "eur"},
+    )
+    assert reply.status_code == 200, reply.text
+    verified = payrail(env, "ledger", "verify")
+    assert verified.returncode == 0 and "OK" in verified.stdout, verified.stdout
+    demo = payrail(env, "demo", "--url", base)
+    assert demo.returncode == 0, demo.stderr
+    assert "balance_insufficient" in demo.stdout and "replayed=True" in demo.stdout
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
+def test_stop_is_clean_and_data_survives_a_restart(
+    env: dict[str, str], up: subprocess.Popen[str], how: signal.Signals
+) -> None:
+    created = payrail(env, "merchants", "create", "Kept")
+    key = re.search(r"sk_test_\S+", created.stdout)
+    assert key
+    output = stop(up, how)
+    assert "payrail stopped" in output
+    server = EmbeddedPostgres(Path(env["PAYRAIL_DATA_DIR"]))
+    assert not server.is_running(), "PostgreSQL must stop with payrail up"
+    restarted = start_up(env)
+    try:
+        base = f"http://127.0.0.1:{env['PAYRAIL_PORT']}"
+        reply = httpx.get(f"{base}/v1/ledger/accounts", auth=(key.group(0), ""))
+        assert reply.status_code == 200, "the merchant's key must survive the restart"
+    finally:
+        stop(restarted, signal.SIGTERM)
+    assert not server.is_running()
+
+
+def test_a_command_without_up_starts_and_stops_the_embedded_database(
+    env: dict[str, str],
+) -> None:
+    assert payrail(env, "db", "upgrade").returncode == 0
+    assert payrail(env, "merchants", "create", "Solo").returncode == 0
+    assert not EmbeddedPostgres(Path(env["PAYRAIL_DATA_DIR"])).is_running()
