@@ -12,7 +12,7 @@ from payrail.api import idempotency
 from payrail.api.context import RequestContext
 from payrail.api.params import ParamError, decode_body, decode_query
 from payrail.api.schemas import Params, parse
-from payrail.errors import InvalidRequest
+from payrail.errors import InvalidRequest, NotFound
 from payrail.tenants.scope import Scope
 
 P = TypeVar("P", bound=Params)
@@ -43,6 +43,13 @@ def query_params(request: Request) -> dict[str, Any]:
         raise InvalidRequest(exc.message, param=exc.param or None) from None
 
 
+def _check_path(request: Request) -> None:
+    """An id with a NUL byte cannot exist (PostgreSQL text cannot hold one)."""
+    for name, value in request.path_params.items():
+        if "\x00" in str(value):
+            raise NotFound("object", str(value).replace("\x00", "\\u0000"), param=name)
+
+
 async def write(
     request: Request,
     ctx: RequestContext,
@@ -51,6 +58,7 @@ async def write(
 ) -> Response:
     """A state-changing call: parameters validated first (a bad one changes nothing and is
     not remembered by an Idempotency-Key), then the work in one transaction."""
+    _check_path(request)
     raw = await body_params(request)
     params = parse(model, raw)
     pool = ctx.services.pool
@@ -84,6 +92,7 @@ async def read(
     model: type[P],
     work: Callable[[Conn, Scope, P], Awaitable[dict[str, Any]]],
 ) -> Response:
+    _check_path(request)
     params = parse(model, query_params(request))
     async with ctx.services.pool.connection() as conn:
         return json_response(200, orjson.dumps(await work(conn, ctx.scope, params)))

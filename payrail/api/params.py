@@ -125,6 +125,8 @@ def decode_query(query_string: str) -> dict[str, object]:
         raise ParamError("", f"Malformed urlencoded parameters: {exc}") from exc
     root: _Tree = {}
     for key, value in pairs:
+        if "\x00" in key or "\x00" in value:
+            raise ParamError(key.replace("\x00", ""), _NUL_MESSAGE)
         _insert(root, key, value)
     # The top level stays a dict even if every key looks like an index.
     return {k: _finish(v, k) for k, v in root.items()}
@@ -145,7 +147,27 @@ def decode_json(body: bytes) -> dict[str, object]:
         raise ParamError("", f"Invalid JSON body: {exc}") from exc
     if not isinstance(data, dict):
         raise ParamError("", "JSON body must be an object")
+    _reject_nul(data, "")
     return data
+
+
+# PostgreSQL text cannot hold NUL, and no legitimate parameter contains one.
+_NUL_MESSAGE = "Parameters must not contain NUL (\\u0000) characters."
+
+
+def _reject_nul(value: object, path: str) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ParamError(path, _NUL_MESSAGE)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}[{key}]" if path else str(key)
+            if "\x00" in key:
+                raise ParamError(child.replace("\x00", ""), _NUL_MESSAGE)
+            _reject_nul(item, child)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_nul(item, f"{path}[{index}]")
 
 
 def decode_body(content_type: str | None, body: bytes) -> dict[str, object]:
