@@ -45,6 +45,12 @@ class IdempotencyError(PayrailError):
     type = "idempotency_error"
 
 
+class IdempotencyInProgress(IdempotencyError):
+    """Another request holds the key: retry once it has finished."""
+
+    status = 409
+
+
 class ApiFailure(PayrailError):
     status = 500
     type = "api_error"

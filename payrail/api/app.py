@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+import orjson
+import structlog
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -14,6 +15,8 @@ from payrail.api.context import Services
 from payrail.errors import ApiFailure, InvalidRequest, PayrailError
 from payrail.ids import new_id
 from payrail.ledger.endpoints import router as ledger_router
+
+log = structlog.get_logger(__name__)
 
 
 class RequestIdMiddleware:
@@ -27,47 +30,57 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = new_id("req").encode()
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message.setdefault("headers", []).append((b"request-id", request_id))
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Answered here, inside this middleware, so that a 500 carries its id too.
+            log.exception("unhandled error", request_id=request_id.decode())
+            if started:
+                raise
+            await _error(ApiFailure("An internal error occurred."))(scope, receive, send_with_id)
 
 
-def _error(error: PayrailError) -> ORJSONResponse:
-    return ORJSONResponse(error.body(), status_code=error.status)
+def _json(status: int, body: dict[str, object]) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-async def _payrail_error(request: Request, exc: Exception) -> ORJSONResponse:
+def _error(error: PayrailError) -> Response:
+    return _json(error.status, error.body())
+
+
+async def _payrail_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PayrailError)
     return _error(exc)
 
 
-async def _http_error(request: Request, exc: Exception) -> ORJSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = (
         f"Unrecognized request URL ({request.method}: {request.url.path})."
         if exc.status_code in (404, 405)
         else str(exc.detail)
     )
-    return ORJSONResponse(InvalidRequest(message).body(), status_code=exc.status_code)
+    return _json(exc.status_code, InvalidRequest(message).body())
 
 
-async def _validation_error(request: Request, exc: Exception) -> ORJSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     return _error(InvalidRequest(str(exc)))
-
-
-async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
-    return _error(ApiFailure("An internal error occurred."))
 
 
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(
         title="payrail",
         version="1",
-        default_response_class=ORJSONResponse,
+        redirect_slashes=False,
         docs_url=None,
         redoc_url=None,
     )
@@ -76,7 +89,6 @@ def create_app(services: Services) -> FastAPI:
         PayrailError: _payrail_error,
         HTTPException: _http_error,
         RequestValidationError: _validation_error,
-        Exception: _unexpected,
     }
     for exc_type, handler in handlers.items():
         app.add_exception_handler(exc_type, handler)

@@ -29,7 +29,7 @@ def json_response(status: int, body: bytes, *, replayed: bool = False) -> Respon
 async def body_params(request: Request) -> dict[str, Any]:
     body = await request.body()
     if len(body) > MAX_BODY:
-        raise InvalidRequest("Request body is too large.", param="")
+        raise InvalidRequest(f"Request body is larger than {MAX_BODY} bytes.")
     try:
         return decode_body(request.headers.get("content-type"), body)
     except ParamError as exc:

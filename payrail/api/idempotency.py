@@ -20,7 +20,14 @@ import orjson
 import structlog
 from psycopg import AsyncConnection
 
-from payrail.errors import ApiFailure, Conflict, IdempotencyError, InvalidRequest, PayrailError
+from payrail.errors import (
+    ApiFailure,
+    Conflict,
+    IdempotencyError,
+    IdempotencyInProgress,
+    InvalidRequest,
+    PayrailError,
+)
 from payrail.tenants.scope import Scope
 
 RETENTION = timedelta(hours=24)
@@ -51,27 +58,44 @@ def request_hash(method: str, path: str, params: dict[str, Any]) -> bytes:
     return hashlib.sha256(canonical).digest()
 
 
-CLAIM = """
-INSERT INTO idempotency_keys AS k (merchant_id, livemode, key, request_method, request_path,
-                                   request_hash, lease, locked_until, created_at)
+INSERT_KEY = """
+INSERT INTO idempotency_keys (merchant_id, livemode, key, request_method, request_path,
+                              request_hash, lease, locked_until, created_at)
 VALUES (%(merchant_id)s, %(livemode)s, %(key)s, %(method)s, %(path)s, %(hash)s, %(lease)s,
         %(locked_until)s, %(now)s)
-ON CONFLICT (merchant_id, livemode, key) DO UPDATE
-   SET request_method = EXCLUDED.request_method, request_path = EXCLUDED.request_path,
-       request_hash = EXCLUDED.request_hash, lease = EXCLUDED.lease,
-       locked_until = EXCLUDED.locked_until, created_at = EXCLUDED.created_at,
-       response_status = NULL, response_body = NULL
- WHERE k.created_at < %(expired_before)s
-    OR (k.response_status IS NULL AND k.locked_until < %(now)s
-        AND k.request_hash = EXCLUDED.request_hash)
+ON CONFLICT (merchant_id, livemode, key) DO NOTHING
 RETURNING lease
+"""
+
+# A key past its 24 hours starts afresh; a request whose holder died (lease expired, no
+# result) may be taken over by a retry of the same request.
+TAKE_OVER = """
+UPDATE idempotency_keys
+   SET request_method = %(method)s, request_path = %(path)s, request_hash = %(hash)s,
+       lease = %(lease)s, locked_until = %(locked_until)s, created_at = %(now)s,
+       response_status = NULL, response_body = NULL
+ WHERE merchant_id = %(merchant_id)s AND livemode = %(livemode)s AND key = %(key)s
+   AND (created_at < %(expired_before)s
+        OR (response_status IS NULL AND locked_until < %(now)s AND request_method = %(method)s
+            AND request_path = %(path)s AND request_hash = %(hash)s))
+RETURNING lease
+"""
+
+READ_KEY = """
+SELECT request_method, request_path, request_hash, response_status, response_body,
+       created_at < %(expired_before)s OR (response_status IS NULL AND locked_until < %(now)s)
+FROM idempotency_keys
+WHERE merchant_id = %(merchant_id)s AND livemode = %(livemode)s AND key = %(key)s
 """
 
 
 async def claim(
     conn: Conn, scope: Scope, key: str, method: str, path: str, digest: bytes, now: datetime
 ) -> Claim | Outcome:
-    """Take the key, or say why not: a stored result to replay, or an error."""
+    """Take the key, or say why not: a stored result to replay, or an error.
+
+    Nothing here waits on a request that holds the key: that one keeps no row lock while
+    it executes, so a concurrent duplicate is answered 409 at once."""
     lease = secrets.token_hex(16)
     params = {
         "merchant_id": scope.merchant_id,
@@ -85,54 +109,62 @@ async def claim(
         "now": now,
         "expired_before": now - RETENTION,
     }
-    if await (await conn.execute(CLAIM, params)).fetchone() is not None:
-        return Claim(scope, key, lease)
-    row = await (
-        await conn.execute(
-            "SELECT request_method, request_path, request_hash, response_status, response_body"
-            " FROM idempotency_keys WHERE merchant_id = %s AND livemode = %s AND key = %s",
-            (scope.merchant_id, scope.livemode, key),
-        )
-    ).fetchone()
-    if row is None:  # expired and removed in between: a retry claims it afresh
-        raise Conflict("Idempotency key changed concurrently; retry.", code="lock_timeout")
-    method0, path0, digest0, status, body = row
-    if (method0, path0, bytes(digest0)) != (method, path, digest):
-        raise IdempotencyError(
-            "Keys for idempotent requests can only be used with the same parameters they "
-            f"were first used with. Try using a key other than '{key}' if you meant to "
-            "execute a different request.",
-            code="idempotency_key_in_use",
-        )
-    if status is None:
-        raise Conflict(
-            "There is currently another in-progress request using this Idempotency-Key; "
-            "retry after it completes.",
-            code="idempotency_key_in_use",
-        )
-    return Outcome(status, bytes(body), replayed=True)
+    for _ in range(3):
+        if await (await conn.execute(INSERT_KEY, params)).fetchone() is not None:
+            return Claim(scope, key, lease)
+        row = await (await conn.execute(READ_KEY, params)).fetchone()
+        if row is None:  # released by a request that lost a race: claim it afresh
+            continue
+        method0, path0, digest0, status, body, stale = row
+        if stale and await (await conn.execute(TAKE_OVER, params)).fetchone() is not None:
+            return Claim(scope, key, lease)
+        if (method0, path0, bytes(digest0)) != (method, path, digest):
+            raise IdempotencyError(
+                "Keys for idempotent requests can only be used with the same parameters they "
+                f"were first used with. Try using a key other than '{key}' if you meant to "
+                "execute a different request.",
+                code="idempotency_key_in_use",
+            )
+        if status is not None:
+            return Outcome(status, bytes(body), replayed=True)
+        if not stale:
+            break
+    raise IdempotencyInProgress(
+        "There is currently another in-progress request using this Idempotency-Key; "
+        "retry after it completes.",
+        code="idempotency_key_in_use",
+    )
 
 
-async def _hold(conn: Conn, claimed: Claim) -> None:
-    row = await (
-        await conn.execute(
-            "SELECT 1 FROM idempotency_keys WHERE merchant_id = %s AND livemode = %s AND key = %s"
-            " AND lease = %s AND response_status IS NULL FOR UPDATE",
-            (claimed.scope.merchant_id, claimed.scope.livemode, claimed.key, claimed.lease),
-        )
-    ).fetchone()
-    if row is None:
-        raise Conflict(
-            "This request's hold on its Idempotency-Key expired; retry to see its result.",
-            code="idempotency_key_in_use",
-        )
+STORE = """
+UPDATE idempotency_keys SET response_status = %s, response_body = %s, locked_until = NULL
+ WHERE merchant_id = %s AND livemode = %s AND key = %s AND lease = %s
+   AND response_status IS NULL
+"""
 
 
-async def _store(conn: Conn, claimed: Claim, outcome: Outcome) -> None:
-    await conn.execute(
-        "UPDATE idempotency_keys SET response_status = %s, response_body = %s,"
-        " locked_until = NULL WHERE merchant_id = %s AND livemode = %s AND key = %s"
+def _lease_lost() -> IdempotencyInProgress:
+    return IdempotencyInProgress(
+        "This request's hold on its Idempotency-Key expired and a retry took it over; "
+        "retry to see the result.",
+        code="idempotency_key_in_use",
+    )
+
+
+async def _still_held(conn: Conn, claimed: Claim) -> bool:
+    """A plain read, no lock: skip the work early when a retry has taken the key over."""
+    cur = await conn.execute(
+        "SELECT 1 FROM idempotency_keys WHERE merchant_id = %s AND livemode = %s AND key = %s"
         " AND lease = %s AND response_status IS NULL",
+        (claimed.scope.merchant_id, claimed.scope.livemode, claimed.key, claimed.lease),
+    )
+    return await cur.fetchone() is not None
+
+
+async def _store(conn: Conn, claimed: Claim, outcome: Outcome) -> bool:
+    """Record the result if this request still holds the key's lease."""
+    cur = await conn.execute(
+        STORE,
         (
             outcome.status,
             outcome.body,
@@ -142,6 +174,7 @@ async def _store(conn: Conn, claimed: Claim, outcome: Outcome) -> None:
             claimed.lease,
         ),
     )
+    return cur.rowcount == 1
 
 
 def error_outcome(error: PayrailError) -> Outcome:
@@ -153,11 +186,13 @@ async def execute(connect: Callable[[], Any], claimed: Claim | None, work: Work)
     error: PayrailError
     try:
         async with connect() as conn, conn.transaction():
-            if claimed is not None:
-                await _hold(conn, claimed)
+            if claimed is not None and not await _still_held(conn, claimed):
+                raise _lease_lost()
             outcome = Outcome(200, orjson.dumps(await work(conn)))
-            if claimed is not None:
-                await _store(conn, claimed, outcome)
+            # Another request took over an expired lease: it owns the result now, so
+            # this one's effects roll back rather than commit a second time.
+            if claimed is not None and not await _store(conn, claimed, outcome):
+                raise _lease_lost()
         return outcome
     except PayrailError as raised:
         error = raised

@@ -36,7 +36,8 @@ def _metadata(value: object) -> object:
     return value
 
 
-MinorUnits = Annotated[int, BeforeValidator(_integer_only), Field(gt=0, le=10**15)]
+# Field before the validator, so that the bounds reach the OpenAPI document.
+MinorUnits = Annotated[int, Field(gt=0, le=10**15), BeforeValidator(_integer_only)]
 Currency = Annotated[str, BeforeValidator(_currency)]
 MetadataKey = Annotated[str, Field(min_length=1, max_length=40)]
 Metadata = Annotated[
@@ -60,7 +61,8 @@ def parse(model: type[P], params: dict[str, Any]) -> P:
         return model.model_validate(params)
     except ValidationError as exc:
         error = exc.errors()[0]
-        param = flatten_param_path(tuple(error["loc"]))
+        # pydantic marks a bad dict key with a "[key]" location part; the key names it.
+        param = flatten_param_path(tuple(part for part in error["loc"] if part != "[key]"))
         if error["type"] == "extra_forbidden":
             raise InvalidRequest(
                 f"Received unknown parameter: {param}", param=param, code="parameter_unknown"

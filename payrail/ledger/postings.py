@@ -102,20 +102,19 @@ def post(entries: Sequence[Entry], amount: int | None) -> list[Entry]:
 
 
 def reversal(entries: Iterable[Entry]) -> list[Entry]:
-    """The posted entries with debit and credit swapped."""
+    """The posted entries, line by line, with debit and credit swapped."""
     return [
-        Entry(account, currency, OPPOSITE[direction], amount, "posted")
-        for (account, currency, direction), amount in _net(entries, "posted").items()
+        Entry(e.account_id, e.currency, OPPOSITE[e.direction], e.amount, "posted")
+        for e in entries
+        if e.phase == "posted"
     ]
 
 
 def effective(status: Status, entries: Sequence[Entry]) -> list[Entry]:
-    """What the transaction moves now: its posted entries once posted, else its holds."""
+    """What the transaction moves, line by line: its posted entries once posted, else the
+    holds it was created with."""
     if status == "posted":
-        return [
-            Entry(account, currency, direction, amount, "posted")
-            for (account, currency, direction), amount in _net(entries, "posted").items()
-        ]
+        return [e for e in entries if e.phase == "posted"]
     return [e for e in entries if e.phase == "pending" and e.amount > 0]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from payrail.api.schemas import Currency, Metadata, MinorUnits, Params
 
@@ -22,11 +22,12 @@ class AccountCreate(Params):
     balance_shards: Annotated[int, Field(ge=1, le=64)] = 1
     metadata: Metadata = {}
 
-    @model_validator(mode="after")
-    def _one_shard_when_non_negative(self) -> AccountCreate:
-        if self.non_negative and self.balance_shards != 1:
-            raise ValueError("balance_shards must be 1 for a non_negative account")
-        return self
+    @field_validator("balance_shards")
+    @classmethod
+    def _one_shard_when_non_negative(cls, shards: int, info: ValidationInfo) -> int:
+        if info.data.get("non_negative") and shards != 1:
+            raise ValueError("must be 1 for a non_negative account")
+        return shards
 
 
 class EntryCreate(Params):

@@ -121,7 +121,7 @@ async def _currencies(
     conn: Conn,
     scope: Scope,
     batch: Sequence[TransactionCreate],
-    param_prefix: Callable[[int], str],
+    param: Callable[[int, str], str],
 ) -> dict[str, str]:
     wanted = {e.account for t in batch for e in t.entries}
     known = {a: c for a in wanted if (c := _account_currency.get((scope, a))) is not None}
@@ -138,7 +138,7 @@ async def _currencies(
                 raise NotFound(
                     "ledger account",
                     e.account,
-                    param=f"{param_prefix(t_index)}entries[{e_index}][account]",
+                    param=param(t_index, f"entries[{e_index}][account]"),
                 )
     return known
 
@@ -158,8 +158,12 @@ async def post_transactions(
     """Write new transactions; an external_id seen before returns the original when the
     content is the same, and is an error when it differs. One statement writes the batch."""
 
-    def prefix(index: int) -> str:
-        return f"transactions[{index}]" if batched else ""
+    def param(index: int, name: str) -> str:
+        """`entries[0][amount]`, or in a batch `transactions[3][entries][0][amount]`."""
+        if not batched:
+            return name
+        head, bracket, rest = name.partition("[")
+        return f"transactions[{index}][{head}]{bracket}{rest}"
 
     external_ids = [t.external_id for t in batch]
     if len(set(external_ids)) != len(external_ids):
@@ -168,7 +172,7 @@ async def post_transactions(
             param="transactions",
             code="duplicate_external_id",
         )
-    currencies = await _currencies(conn, scope, batch, prefix)
+    currencies = await _currencies(conn, scope, batch, param)
     now = clock.now()
     headers: list[repo.TransactionHeader] = []
     entries: list[tuple[str, Entry]] = []
@@ -177,7 +181,7 @@ async def post_transactions(
         rows = [
             Entry(e.account, currencies[e.account], e.direction, e.amount, phase) for e in t.entries
         ]
-        check_balanced(rows, param=f"{prefix(index)}entries")
+        check_balanced(rows, param=param(index, "entries"))
         effective_at = (
             datetime.fromtimestamp(t.effective_at, UTC) if t.effective_at is not None else now
         )
@@ -204,10 +208,11 @@ async def post_transactions(
             OutboxEvent(f"ledger.transaction.{o['status']}", "ledger_transaction", o["id"], o)
             for o in written.values()
         ],
+        overdraft_param="transactions" if batched else "entries",
     )
     if len(inserted) == len(headers):
         return list(written.values())
-    return await _resolve_replays(conn, scope, headers, inserted, written, prefix)
+    return await _resolve_replays(conn, scope, headers, inserted, written, param)
 
 
 async def _resolve_replays(
@@ -216,7 +221,7 @@ async def _resolve_replays(
     headers: Sequence[repo.TransactionHeader],
     inserted: set[str],
     written: dict[str, dict[str, Any]],
-    prefix: Callable[[int], str],
+    param: Callable[[int, str], str],
 ) -> list[dict[str, Any]]:
     """An external_id already taken: the original if the content is the same, else 409."""
     skipped = [h for h in headers if h.id not in inserted]
@@ -230,7 +235,7 @@ async def _resolve_replays(
             raise Conflict(
                 f"A ledger transaction with external_id '{header.external_id}' already exists"
                 " with different content.",
-                param=f"{prefix(index)}external_id",
+                param=param(index, "external_id"),
                 code="external_id_conflict",
             )
         originals[header.id] = original_id
@@ -278,6 +283,8 @@ async def _insert(
     headers: Sequence[repo.TransactionHeader],
     entries: Sequence[tuple[str, Entry]],
     events: Sequence[OutboxEvent],
+    *,
+    overdraft_param: str = "entries",
 ) -> set[str]:
     inserted = await repo.insert_headers(conn, scope, now, headers)
     if not inserted:
@@ -294,7 +301,7 @@ async def _insert(
         if exc.diag.constraint_name == "ledger_balance_non_negative":
             raise InvalidRequest(
                 "The transaction would take a non_negative account below zero.",
-                param="entries",
+                param=overdraft_param,
                 code="balance_insufficient",
             ) from exc
         raise

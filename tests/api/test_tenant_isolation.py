@@ -1,0 +1,288 @@
+"""One merchant can never see or touch another's objects, on any route.
+
+The route test walks the application's own routing table, so a new /v1 route taking an
+object id fails it until this file learns how to make an object for that route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi.routing import APIRoute
+from psycopg_pool import AsyncConnectionPool
+
+from payrail.api.app import create_app
+from payrail.api.context import Services
+from payrail.clock import ManualClock
+from payrail.tenants.service import NewMerchant
+from tests.conftest import new_merchant
+
+Json = dict[str, Any]
+
+ACCOUNTS = "/v1/ledger/accounts"
+TRANSACTIONS = "/v1/ledger/transactions"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    http: httpx.AsyncClient
+    headers: dict[str, str]
+
+    async def post(self, path: str, body: Json | None = None) -> Json:
+        reply = await self.http.post(path, json=body or {}, headers=self.headers)
+        assert reply.status_code == 200, reply.text
+        obj: Json = reply.json()
+        return obj
+
+    async def get(self, path: str, **params: Any) -> Json:
+        reply = await self.http.get(path, params=params, headers=self.headers)
+        assert reply.status_code == 200, reply.text
+        obj: Json = reply.json()
+        return obj
+
+    async def account(self, name: str = "cash", type_: str = "asset") -> str:
+        obj = await self.post(ACCOUNTS, {"name": name, "type": type_, "currency": "usd"})
+        account_id: str = obj["id"]
+        return account_id
+
+    async def transaction(self, external_id: str, *, pending: bool = False) -> str:
+        cash = await self.account(f"cash for {external_id}")
+        revenue = await self.account(f"revenue for {external_id}", "revenue")
+        obj = await self.post(
+            TRANSACTIONS,
+            {
+                "external_id": external_id,
+                "entries": [
+                    {"account": cash, "direction": "debit", "amount": 700},
+                    {"account": revenue, "direction": "credit", "amount": 700},
+                ],
+                "pending": pending,
+                "metadata": {"owner": "b"},
+            },
+        )
+        transaction_id: str = obj["id"]
+        return transaction_id
+
+
+Factory = Callable[[Tenant, str], Awaitable[str]]  # (owner, a unique tag) -> object id
+
+
+async def any_account(owner: Tenant, tag: str) -> str:
+    return await owner.account(f"account for {tag}")
+
+
+async def posted_transaction(owner: Tenant, tag: str) -> str:
+    return await owner.transaction(f"posted for {tag}")
+
+
+async def pending_transaction(owner: Tenant, tag: str) -> str:
+    return await owner.transaction(f"pending for {tag}", pending=True)
+
+
+# Each route taking an id, and how to make an object of the owner's on which that route
+# would succeed: only then does a 404 for someone else prove isolation, not a state error.
+FACTORIES: dict[str, Factory] = {
+    "/v1/ledger/accounts/{account_id}": any_account,
+    "/v1/ledger/accounts/{account_id}/balances": any_account,
+    "/v1/ledger/transactions/{transaction_id}": posted_transaction,
+    "/v1/ledger/transactions/{transaction_id}/post": pending_transaction,
+    "/v1/ledger/transactions/{transaction_id}/void": pending_transaction,
+    "/v1/ledger/transactions/{transaction_id}/reverse": posted_transaction,
+}
+
+
+def api_routes(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(method, path) of every APIRoute, descending into included routers and mounts."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            for method in sorted(route.methods or ()):
+                yield method, prefix + route.path
+        inner = getattr(route, "original_router", None)  # FastAPI's included router
+        if inner is not None:
+            context = getattr(route, "include_context", None)
+            yield from api_routes(inner.routes, prefix + getattr(context, "prefix", ""))
+        elif hasattr(route, "routes") and not isinstance(route, APIRoute):  # a Mount
+            yield from api_routes(route.routes, prefix + getattr(route, "path", ""))
+
+
+def routes_with_ids(pool: AsyncConnectionPool, clock: ManualClock) -> list[tuple[str, str]]:
+    app = create_app(Services(pool=pool, clock=clock))
+    found = sorted({(m, p) for m, p in api_routes(app.routes) if p.startswith("/v1") and "{" in p})
+    # The walk must see what the app serves: cross-check against its OpenAPI paths.
+    documented = sorted(
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith("/v1") and "{" in path
+        for method in operations
+    )
+    assert found == documented
+    return found
+
+
+def fill(path: str, object_id: str) -> str:
+    head, _, rest = path.partition("{")
+    _, _, tail = rest.partition("}")
+    assert "{" not in tail, f"{path}: more than one path parameter; teach this test"
+    return f"{head}{object_id}{tail}"
+
+
+async def test_every_route_with_an_id_is_404_for_another_merchant(
+    client: httpx.AsyncClient,
+    merchant: NewMerchant,
+    pool: AsyncConnectionPool,
+    clock: ManualClock,
+) -> None:
+    routes = routes_with_ids(pool, clock)
+    assert routes, "no /v1 route with a path parameter found: the route walk is broken"
+    assert {path for _, path in routes} == set(FACTORIES), (
+        "routes with ids and the factories of this test differ; teach it the new route"
+    )
+    other = await new_merchant(pool, clock, "Globex")
+    a = Tenant(client, {"Authorization": f"Bearer {merchant.test_secret}"})
+    a_live = Tenant(client, {"Authorization": f"Bearer {merchant.live_secret}"})
+    b = Tenant(client, {"Authorization": f"Bearer {other.test_secret}"})
+    await a.transaction("a-own")  # A has objects of its own too
+
+    targets: dict[tuple[str, str], str] = {}
+    for method, path in routes:
+        targets[(method, path)] = await FACTORIES[path](b, f"{method} {path}")
+
+    async def b_view() -> dict[str, Json]:
+        view: dict[str, Json] = {}
+        for object_id in set(targets.values()):
+            kind = ACCOUNTS if object_id.startswith("lacc_") else TRANSACTIONS
+            view[object_id] = await b.get(f"{kind}/{object_id}")
+        view["accounts"] = await b.get(ACCOUNTS, limit=100)
+        view["transactions"] = await b.get(TRANSACTIONS, limit=100)
+        return view
+
+    async def counts() -> tuple[int, ...]:
+        async with pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT (SELECT count(*) FROM ledger_transactions),"
+                    " (SELECT count(*) FROM ledger_entries), (SELECT count(*) FROM events),"
+                    " (SELECT count(*) FROM ledger_accounts)"
+                )
+            ).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    async def attempt(
+        intruder: Tenant, method: str, path: str, object_id: str, body: Json | None, key: str
+    ) -> httpx.Response:
+        headers = dict(intruder.headers)
+        if method == "POST":
+            headers["Idempotency-Key"] = key
+        return await client.request(method, fill(path, object_id), json=body, headers=headers)
+
+    before, before_counts = await b_view(), await counts()
+    for (method, path), object_id in targets.items():
+        prefix = object_id.split("_", 1)[0]
+        bodies: list[Json | None] = [None]
+        if method == "POST":
+            bodies.append({})
+        if path.endswith("/post"):
+            bodies.append({"amount": 1})
+        for intruder_name, intruder in (("test", a), ("live", a_live)):
+            for number, body in enumerate(bodies):
+                key = f"{intruder_name}-{method}-{path}-{number}"
+                reply = await attempt(intruder, method, path, object_id, body, key)
+                assert reply.status_code == 404, (method, path, reply.status_code, reply.text)
+                error = reply.json()["error"]
+                assert error["type"] == "invalid_request_error"
+                assert error["code"] == "resource_missing", (method, path, error)
+                assert error["param"] == "id"
+                # Indistinguishable from an id that exists nowhere: no existence oracle.
+                ghost = f"{prefix}_{'Z' * 24}"
+                unknown = await attempt(intruder, method, path, ghost, body, f"{key}-ghost")
+                assert unknown.status_code == 404
+                assert unknown.json() == {
+                    "error": {**error, "message": error["message"].replace(object_id, ghost)}
+                }
+    assert await b_view() == before
+    assert await counts() == before_counts
+
+    # The owner can use every one of those routes on the same objects.
+    for (method, path), object_id in targets.items():
+        reply = await client.request(method, fill(path, object_id), headers=b.headers)
+        assert reply.status_code == 200, (method, path, reply.text)
+
+
+async def test_lists_never_show_another_merchants_objects(
+    client: httpx.AsyncClient,
+    merchant: NewMerchant,
+    pool: AsyncConnectionPool,
+    clock: ManualClock,
+) -> None:
+    other = await new_merchant(pool, clock, "Globex")
+    a = Tenant(client, {"Authorization": f"Bearer {merchant.test_secret}"})
+    b = Tenant(client, {"Authorization": f"Bearer {other.test_secret}"})
+    b_tx = await b.transaction("shared-id")
+    b_pending = await b.transaction("b-pending", pending=True)
+    b_tx_obj = await b.get(f"{TRANSACTIONS}/{b_tx}")
+    b_account = b_tx_obj["entries"][0]["account"]
+    # The same external_id is A's own business: no conflict, no replay of B's transaction.
+    a_tx = await a.transaction("shared-id")
+    assert a_tx != b_tx
+    a_accounts = {item["id"] for item in (await a.get(ACCOUNTS, limit=100))["data"]}
+    a_transactions = {item["id"] for item in (await a.get(TRANSACTIONS, limit=100))["data"]}
+    assert a_transactions == {a_tx}
+    assert len(a_accounts) == 2
+    assert b_account not in a_accounts
+
+    for params in (
+        {"account": b_account},
+        {"external_id": "b-pending"},
+        {"status": "pending"},
+    ):
+        assert (await a.get(TRANSACTIONS, **params))["data"] == [], params
+    shared = (await a.get(TRANSACTIONS, external_id="shared-id"))["data"]
+    assert [item["id"] for item in shared] == [a_tx]
+
+    # A cursor naming B's object is as unknown as a made-up one, in either direction.
+    for path, cursor in ((ACCOUNTS, b_account), (TRANSACTIONS, b_tx), (TRANSACTIONS, b_pending)):
+        for param in ("starting_after", "ending_before"):
+            reply = await client.get(path, params={param: cursor}, headers=a.headers)
+            assert reply.status_code == 400, reply.text
+            assert reply.json()["error"]["param"] == param
+
+    # Nor can A move money through B's accounts.
+    a_cash = next(iter(a_accounts))
+    reply = await client.post(
+        TRANSACTIONS,
+        json={
+            "external_id": "a-steal",
+            "entries": [
+                {"account": a_cash, "direction": "debit", "amount": 5},
+                {"account": b_account, "direction": "credit", "amount": 5},
+            ],
+        },
+        headers=a.headers,
+    )
+    assert reply.status_code == 404
+    assert reply.json()["error"]["param"] == "entries[1][account]"
+    reply = await client.post(
+        f"{TRANSACTIONS}/batch",
+        json={
+            "transactions": [
+                {
+                    "external_id": "a-steal-batch",
+                    "entries": [
+                        {"account": b_account, "direction": "debit", "amount": 5},
+                        {"account": a_cash, "direction": "credit", "amount": 5},
+                    ],
+                }
+            ]
+        },
+        headers=a.headers,
+    )
+    assert reply.status_code == 404
+    assert (await b.get(f"{TRANSACTIONS}/{b_tx}")) == b_tx_obj
+    assert (await a.get(TRANSACTIONS, limit=100))["data"][0]["id"] == a_tx
+    # B sees only its own, still.
+    b_transactions = {item["id"] for item in (await b.get(TRANSACTIONS, limit=100))["data"]}
+    assert b_transactions == {b_tx, b_pending}
