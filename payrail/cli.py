@@ -103,12 +103,12 @@ def ledger_verify() -> None:
         table.add_row(account_id, str(stored), str(computed))
     if report.drifted:
         console.print(table)
-    for transaction_id, currency, phase, net in report.unbalanced:
-        console.print(f"unbalanced: {transaction_id} {currency} {phase} net {net}")
+    for transaction_id, problem in report.broken:
+        console.print(f"transaction {transaction_id}: {problem}")
     verdict = "OK" if report.ok else "DRIFT"
     console.print(
         f"ledger verify: {report.accounts} accounts, {len(report.drifted)} drifted, "
-        f"{len(report.unbalanced)} unbalanced transactions: {verdict}"
+        f"{len(report.broken)} broken transactions: {verdict}"
     )
     raise typer.Exit(0 if report.ok else 1)
 

@@ -86,6 +86,8 @@ def post(entries: Sequence[Entry], amount: int | None) -> list[Entry]:
     if amount is None:
         posted = [Entry(e.account_id, e.currency, e.direction, e.amount, "posted") for e in holds]
     else:
+        if amount <= 0:
+            raise InvalidRequest("amount must be a positive integer.", param="amount")
         if len(holds) != 2:
             raise InvalidRequest(
                 "A partial amount can be posted only for a transaction of two entries.",

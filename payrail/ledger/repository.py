@@ -234,15 +234,23 @@ SELECT
 FROM ledger_transactions t
 WHERE t.merchant_id = %s AND t.livemode = %s AND t.id = ANY(%s)
 """
-FETCH_TRANSACTIONS_FOR_UPDATE = FETCH_TRANSACTIONS + " FOR UPDATE OF t"
 
 
-async def fetch_transactions(
-    conn: Conn, scope: Scope, ids: Sequence[str], *, for_update: bool = False
-) -> list[dict[str, Any]]:
+async def lock_transaction(conn: Conn, scope: Scope, transaction_id: str) -> bool:
+    """Lock a transaction's header. A separate statement from the read that follows: a
+    statement that waited for the lock still sees the snapshot from before the wait."""
+    cur = await conn.execute(
+        "SELECT 1 FROM ledger_transactions"
+        " WHERE merchant_id = %s AND livemode = %s AND id = %s FOR UPDATE",
+        (scope.merchant_id, scope.livemode, transaction_id),
+    )
+    return await cur.fetchone() is not None
+
+
+async def fetch_transactions(conn: Conn, scope: Scope, ids: Sequence[str]) -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            FETCH_TRANSACTIONS_FOR_UPDATE if for_update else FETCH_TRANSACTIONS,
+            FETCH_TRANSACTIONS,
             (scope.merchant_id, scope.livemode, list(ids)),
         )
         rows = {row["id"]: row for row in await cur.fetchall()}

@@ -324,10 +324,10 @@ async def list_transactions(conn: Conn, scope: Scope, ids: Sequence[str]) -> lis
 
 
 async def _locked(conn: Conn, scope: Scope, transaction_id: str) -> dict[str, Any]:
-    rows = await repo.fetch_transactions(conn, scope, [transaction_id], for_update=True)
-    if not rows:
+    if not await repo.lock_transaction(conn, scope, transaction_id):
         raise NotFound("ledger transaction", transaction_id)
-    return rows[0]
+    [row] = await repo.fetch_transactions(conn, scope, [transaction_id])
+    return row
 
 
 async def _settle(

@@ -35,12 +35,27 @@ LEFT JOIN computed c ON c.account_id = a.id
 ORDER BY a.id
 """
 
-UNBALANCED = """
-SELECT transaction_id, currency, phase,
-       sum(CASE direction WHEN 'debit' THEN amount ELSE -amount END) AS net
+# The same rules PostgreSQL checks at commit, over the whole ledger: they catch what a
+# disabled trigger or a restored dump could have let through.
+TRANSACTION_PROBLEMS = """
+SELECT t.id, 'fewer than two entries'
+FROM ledger_transactions t
+WHERE (SELECT count(*) FROM ledger_entries e WHERE e.transaction_id = t.id) < 2
+UNION ALL
+SELECT transaction_id, 'unbalanced in ' || currency || ' (' || phase || ')'
 FROM ledger_entries
 GROUP BY transaction_id, currency, phase
 HAVING sum(CASE direction WHEN 'debit' THEN amount ELSE -amount END) <> 0
+UNION ALL
+SELECT e.transaction_id, 'pending amount ' || sum(e.amount) || ' on ' || e.account_id
+FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+WHERE e.phase = 'pending'
+GROUP BY e.transaction_id, e.account_id, e.direction, t.status
+HAVING sum(e.amount) < 0 OR (t.status <> 'pending' AND sum(e.amount) <> 0)
+UNION ALL
+SELECT DISTINCT e.transaction_id, 'posted entries on a ' || t.status || ' transaction'
+FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+WHERE e.phase = 'posted' AND t.status <> 'posted'
 LIMIT 100
 """
 
@@ -49,17 +64,18 @@ LIMIT 100
 class VerifyReport:
     accounts: int = 0
     drifted: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
-    unbalanced: list[tuple[str, str, str, int]] = field(default_factory=list)
+    broken: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.drifted and not self.unbalanced
+        return not self.drifted and not self.broken
 
 
 async def verify(
     conn: AsyncConnection[Any], progress: Callable[[int, int], None] | None = None
 ) -> VerifyReport:
-    """Compare stored balances with sums of entries, account by account, in chunks."""
+    """Compare stored balances with sums of entries, account by account, in chunks; then
+    check every transaction against the ledger's rules."""
     report = VerifyReport()
     total = (await (await conn.execute("SELECT count(*) FROM ledger_accounts")).fetchone() or [0])[
         0
@@ -77,6 +93,6 @@ async def verify(
         after = rows[-1][0]
         if progress is not None:
             progress(report.accounts, total)
-    for row in await (await conn.execute(UNBALANCED)).fetchall():
-        report.unbalanced.append((row[0], row[1], row[2], row[3]))
+    for transaction_id, problem in await (await conn.execute(TRANSACTION_PROBLEMS)).fetchall():
+        report.broken.append((transaction_id, problem))
     return report

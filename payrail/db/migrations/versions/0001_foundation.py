@@ -222,8 +222,13 @@ CREATE TRIGGER ledger_transactions_guard BEFORE UPDATE ON ledger_transactions
 -- referenced table: index probes per new entry are right for one entry and for a batch.
 CREATE FUNCTION ledger_apply_entries() RETURNS trigger LANGUAGE plpgsql
     SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+DECLARE
+    first_new bigint;
+    touched integer;
+    updated integer;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM new_entries) THEN
+    SELECT min(id), count(DISTINCT account_id) INTO first_new, touched FROM new_entries;
+    IF first_new IS NULL THEN
         RETURN NULL;
     END IF;
     IF EXISTS (
@@ -236,6 +241,18 @@ BEGIN
     ) THEN
         RAISE EXCEPTION 'ledger entry references no transaction or account, or one of another merchant, mode or currency'
             USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'ledger_entries_references';
+    END IF;
+    -- A settled transaction takes no more entries: a posted one gets all of its entries in
+    -- the statement that writes its first; a pending one, until it is posted or voided.
+    IF EXISTS (
+        SELECT 1 FROM (SELECT DISTINCT transaction_id FROM new_entries) n
+          JOIN ledger_transactions t ON t.id = n.transaction_id
+         WHERE t.status <> 'pending' AND EXISTS (
+               SELECT 1 FROM ledger_entries earlier
+                WHERE earlier.transaction_id = t.id AND earlier.id < first_new)
+    ) THEN
+        RAISE EXCEPTION 'ledger entries cannot be added to a settled transaction'
+            USING ERRCODE = 'restrict_violation', CONSTRAINT = 'ledger_entries_settled';
     END IF;
     INSERT INTO ledger_checks (transaction_ids)
     SELECT array_agg(DISTINCT transaction_id) FROM new_entries;
@@ -259,6 +276,11 @@ BEGIN
              ORDER BY lb.account_id, lb.shard
                FOR UPDATE OF lb) d
      WHERE b.account_id = d.account_id AND b.shard = d.shard;
+    GET DIAGNOSTICS updated = ROW_COUNT;
+    IF updated <> touched THEN
+        RAISE EXCEPTION 'ledger balance rows missing for % of % accounts', touched - updated, touched
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'ledger_balances_present';
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER ledger_entries_apply AFTER INSERT ON ledger_entries
@@ -279,6 +301,8 @@ BEGIN
 END $$;
 CREATE TRIGGER ledger_balances_guard BEFORE INSERT OR UPDATE OR DELETE ON ledger_balances
     FOR EACH ROW EXECUTE FUNCTION ledger_balances_guard();
+CREATE TRIGGER ledger_balances_no_truncate BEFORE TRUNCATE ON ledger_balances
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_reject_change();
 
 -- At commit: every transaction that got entries (or changed status) sums to zero per
 -- currency and phase, has at least two entries, and holds nothing pending once posted or
@@ -307,12 +331,18 @@ BEGIN
          GROUP BY e.transaction_id, e.currency, e.phase
         HAVING sum(CASE e.direction WHEN 'debit' THEN e.amount ELSE -e.amount END) <> 0
         UNION ALL
-        SELECT e.transaction_id, 'is settled but still holds pending amounts'
+        SELECT e.transaction_id, CASE WHEN sum(e.amount) < 0
+                                      THEN 'releases more than it holds'
+                                      ELSE 'is settled but still holds pending amounts' END
+          FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+         WHERE e.transaction_id = ANY (NEW.transaction_ids) AND e.phase = 'pending'
+         GROUP BY e.transaction_id, e.account_id, e.direction, t.status
+        HAVING sum(e.amount) < 0 OR (t.status <> 'pending' AND sum(e.amount) <> 0)
+        UNION ALL
+        SELECT e.transaction_id, 'is not posted but has posted entries'
           FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
          WHERE e.transaction_id = ANY (NEW.transaction_ids)
-           AND t.status <> 'pending' AND e.phase = 'pending'
-         GROUP BY e.transaction_id, e.account_id, e.direction
-        HAVING sum(e.amount) <> 0
+           AND e.phase = 'posted' AND t.status <> 'posted'
     ) v LIMIT 1;
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'ledger transaction % %', bad, problem
@@ -324,6 +354,17 @@ END $$;
 CREATE CONSTRAINT TRIGGER ledger_checks_at_commit AFTER INSERT ON ledger_checks
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION ledger_check_transactions();
+
+-- A new header is checked at commit even if no entry ever follows it.
+CREATE FUNCTION ledger_enqueue_new_transactions() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ledger_checks (transaction_ids)
+    SELECT array_agg(id) FROM new_transactions HAVING count(*) > 0;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER ledger_transactions_new_check AFTER INSERT ON ledger_transactions
+    REFERENCING NEW TABLE AS new_transactions
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_enqueue_new_transactions();
 
 -- A status change is checked at commit too (posting must release every hold).
 CREATE FUNCTION ledger_enqueue_status_check() RETURNS trigger LANGUAGE plpgsql AS $$
