@@ -32,7 +32,7 @@ INSERT INTO events (id, merchant_id, livemode, type, version, aggregate_type, ag
                     payload, created_at)
 SELECT e.id, %(merchant_id)s, %(livemode)s, e.type, e.version, e.aggregate_type,
        e.aggregate_id, e.payload, %(event_created_at)s
-FROM json_to_recordset(%(events)s::json)
+FROM jsonb_to_recordset(%(events)s::jsonb)
      AS e(id text, type text, version int, aggregate_type text, aggregate_id text, payload jsonb)
 """
 

@@ -117,7 +117,7 @@ INSERT INTO ledger_transactions (id, merchant_id, livemode, external_id, content
 SELECT t.id, %(merchant_id)s, %(livemode)s, t.external_id, decode(t.content_hash, 'hex'),
        t.status, t.description, t.metadata, t.reverses_id, t.effective_at,
        %(now)s, CASE WHEN t.status = 'posted' THEN %(now)s END
-FROM json_to_recordset(%(headers)s::json)
+FROM jsonb_to_recordset(%(headers)s::jsonb)
      AS t(id text, external_id text, content_hash text, status text, description text,
           metadata jsonb, reverses_id text, effective_at timestamptz)
 ON CONFLICT (merchant_id, livemode, external_id) DO NOTHING
@@ -131,7 +131,7 @@ ENTRY_ROWS = """
                                 direction, amount, phase)
     SELECT e.transaction_id, e.account_id, %(merchant_id)s, %(livemode)s, e.currency,
            e.direction, e.amount, e.phase
-    FROM json_to_recordset(%(entries)s::json)
+    FROM jsonb_to_recordset(%(entries)s::jsonb)
          AS e(transaction_id text, account_id text, currency text, direction text,
               amount bigint, phase text)
 """

@@ -69,7 +69,7 @@ CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 -- be deleted.
 CREATE TABLE events (
     id              text PRIMARY KEY,
-    seq             bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    seq             bigint GENERATED ALWAYS AS IDENTITY,
     merchant_id     text NOT NULL,
     livemode        boolean NOT NULL,
     type            text NOT NULL,
@@ -118,11 +118,11 @@ CREATE TABLE ledger_balances (
             WHEN 'credit' THEN credits_posted - debits_posted - debits_pending
             ELSE debits_posted - credits_posted - credits_pending
         END >= 0)
-);
+) WITH (fillfactor = 50);  -- rewritten by every posting: room on the page for HOT updates
 
 CREATE TABLE ledger_transactions (
     id            text PRIMARY KEY,
-    seq           bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    seq           bigint GENERATED ALWAYS AS IDENTITY,
     merchant_id   text NOT NULL,  -- no FK: see events
     livemode      boolean NOT NULL,
     external_id   text NOT NULL,
@@ -130,7 +130,7 @@ CREATE TABLE ledger_transactions (
     status        text NOT NULL CHECK (status IN ('pending', 'posted', 'voided')),
     description   text,
     metadata      jsonb NOT NULL,
-    reverses_id   text UNIQUE REFERENCES ledger_transactions (id),
+    reverses_id   text REFERENCES ledger_transactions (id),
     effective_at  timestamptz NOT NULL,
     created_at    timestamptz NOT NULL,
     posted_at     timestamptz,
@@ -138,6 +138,9 @@ CREATE TABLE ledger_transactions (
     UNIQUE (merchant_id, livemode, external_id)
 );
 CREATE INDEX ledger_transactions_merchant ON ledger_transactions (merchant_id, livemode, seq);
+-- At most one reversal per transaction; partial, so ordinary postings add no index entry.
+CREATE UNIQUE INDEX ledger_transactions_reversal ON ledger_transactions (reverses_id)
+    WHERE reverses_id IS NOT NULL;
 
 -- Append-only. A pending transaction's entries have phase 'pending'; posting or voiding
 -- it appends negated pending entries (releasing the hold) and, when posting, posted ones.
@@ -236,7 +239,8 @@ BEGIN
           LEFT JOIN ledger_accounts a ON a.id = e.account_id
           LEFT JOIN ledger_transactions t ON t.id = e.transaction_id
          WHERE a.id IS NULL OR t.id IS NULL
-            OR (a.merchant_id, a.livemode, a.currency) IS DISTINCT FROM (e.merchant_id, e.livemode, e.currency)
+            OR (a.merchant_id, a.livemode, a.currency)
+               IS DISTINCT FROM (e.merchant_id, e.livemode, e.currency)
             OR (t.merchant_id, t.livemode) IS DISTINCT FROM (e.merchant_id, e.livemode)
     ) THEN
         RAISE EXCEPTION 'ledger entry references no transaction or account, or one of another merchant, mode or currency'
@@ -254,8 +258,7 @@ BEGIN
         RAISE EXCEPTION 'ledger entries cannot be added to a settled transaction'
             USING ERRCODE = 'restrict_violation', CONSTRAINT = 'ledger_entries_settled';
     END IF;
-    INSERT INTO ledger_checks (transaction_ids)
-    SELECT array_agg(DISTINCT transaction_id) FROM new_entries;
+    PERFORM ledger_queue_check(ARRAY(SELECT DISTINCT transaction_id FROM new_entries));
     -- The subquery locks the balance rows in one global order (ORDER BY ... FOR UPDATE),
     -- so concurrent postings cannot deadlock; then one UPDATE applies every delta.
     UPDATE ledger_balances b
@@ -304,51 +307,72 @@ CREATE TRIGGER ledger_balances_guard BEFORE INSERT OR UPDATE OR DELETE ON ledger
 CREATE TRIGGER ledger_balances_no_truncate BEFORE TRUNCATE ON ledger_balances
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_reject_change();
 
--- At commit: every transaction that got entries (or changed status) sums to zero per
--- currency and phase, has at least two entries, and holds nothing pending once posted or
--- voided. Statements enqueue the ids they touched; one deferred check per statement then
--- verifies them set-wise, instead of a query per entry.
--- Unlogged: a row lives only until its own transaction's commit-time check deletes it.
+-- At commit: every transaction that was created, got entries or changed status sums to
+-- zero per currency and phase, has at least two entries, holds nothing pending (and
+-- nothing negative) once settled, and has posted entries only if posted. Statements
+-- queue the ids they touched; one deferred check per database transaction verifies them
+-- set-wise, instead of a query per entry.
+-- One row per database transaction that touched the ledger, holding the ids to check at
+-- its commit; unlogged, because a row never outlives its transaction.
 CREATE UNLOGGED TABLE ledger_checks (
-    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    xid              xid8 PRIMARY KEY,
     transaction_ids  text[] NOT NULL
 );
 
-CREATE FUNCTION ledger_check_transactions() RETURNS trigger LANGUAGE plpgsql
-    SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+CREATE FUNCTION ledger_queue_check(ids text[]) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO ledger_checks (xid, transaction_ids)
+    SELECT pg_current_xact_id(), ids WHERE cardinality(ids) > 0
+    ON CONFLICT (xid) DO UPDATE
+       SET transaction_ids = ledger_checks.transaction_ids || EXCLUDED.transaction_ids
+$$;
+
+CREATE FUNCTION ledger_check_transactions() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
+    ids text[];
     bad text;
     problem text;
 BEGIN
-    SELECT v.transaction_id, v.problem INTO bad, problem FROM (
-        SELECT t AS transaction_id, 'has fewer than two entries' AS problem
-          FROM unnest(NEW.transaction_ids) AS t
-         WHERE (SELECT count(*) FROM ledger_entries e WHERE e.transaction_id = t) < 2
-        UNION ALL
-        SELECT e.transaction_id, 'is unbalanced'
+    SELECT transaction_ids INTO ids FROM ledger_checks WHERE xid = NEW.xid;
+    -- One pass over the entries of the queued transactions, then every rule over it.
+    WITH lines AS MATERIALIZED (
+        SELECT e.transaction_id, e.account_id, e.currency, e.direction, e.phase,
+               sum(e.amount) AS amount, count(*) AS n
           FROM ledger_entries e
-         WHERE e.transaction_id = ANY (NEW.transaction_ids)
-         GROUP BY e.transaction_id, e.currency, e.phase
-        HAVING sum(CASE e.direction WHEN 'debit' THEN e.amount ELSE -e.amount END) <> 0
+         WHERE e.transaction_id = ANY (ids)
+         GROUP BY e.transaction_id, e.account_id, e.currency, e.direction, e.phase
+    ), txs AS MATERIALIZED (
+        SELECT t.id, t.status, coalesce(c.n, 0) AS entries
+          FROM ledger_transactions t
+          LEFT JOIN (SELECT transaction_id, sum(n) AS n FROM lines GROUP BY transaction_id) c
+                 ON c.transaction_id = t.id
+         WHERE t.id = ANY (ids)
+    )
+    SELECT v.transaction_id, v.problem INTO bad, problem FROM (
+        SELECT txs.id AS transaction_id, 'has fewer than two entries' AS problem
+          FROM txs
+         WHERE txs.entries < 2
         UNION ALL
-        SELECT e.transaction_id, CASE WHEN sum(e.amount) < 0
-                                      THEN 'releases more than it holds'
-                                      ELSE 'is settled but still holds pending amounts' END
-          FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
-         WHERE e.transaction_id = ANY (NEW.transaction_ids) AND e.phase = 'pending'
-         GROUP BY e.transaction_id, e.account_id, e.direction, t.status
-        HAVING sum(e.amount) < 0 OR (t.status <> 'pending' AND sum(e.amount) <> 0)
+        SELECT transaction_id, 'is unbalanced'
+          FROM lines
+         GROUP BY transaction_id, currency, phase
+        HAVING sum(CASE direction WHEN 'debit' THEN amount ELSE -amount END) <> 0
         UNION ALL
-        SELECT e.transaction_id, 'is not posted but has posted entries'
-          FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
-         WHERE e.transaction_id = ANY (NEW.transaction_ids)
-           AND e.phase = 'posted' AND t.status <> 'posted'
+        SELECT lines.transaction_id, CASE WHEN lines.amount < 0
+                                          THEN 'releases more than it holds'
+                                          ELSE 'is settled but still holds pending amounts' END
+          FROM lines JOIN txs ON txs.id = lines.transaction_id
+         WHERE lines.phase = 'pending'
+           AND (lines.amount < 0 OR (txs.status <> 'pending' AND lines.amount <> 0))
+        UNION ALL
+        SELECT lines.transaction_id, 'is not posted but has posted entries'
+          FROM lines JOIN txs ON txs.id = lines.transaction_id
+         WHERE lines.phase = 'posted' AND txs.status <> 'posted'
     ) v LIMIT 1;
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'ledger transaction % %', bad, problem
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_transaction_balanced';
     END IF;
-    DELETE FROM ledger_checks WHERE id = NEW.id;
+    DELETE FROM ledger_checks WHERE xid = NEW.xid;
     RETURN NULL;
 END $$;
 CREATE CONSTRAINT TRIGGER ledger_checks_at_commit AFTER INSERT ON ledger_checks
@@ -358,8 +382,7 @@ CREATE CONSTRAINT TRIGGER ledger_checks_at_commit AFTER INSERT ON ledger_checks
 -- A new header is checked at commit even if no entry ever follows it.
 CREATE FUNCTION ledger_enqueue_new_transactions() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO ledger_checks (transaction_ids)
-    SELECT array_agg(id) FROM new_transactions HAVING count(*) > 0;
+    PERFORM ledger_queue_check(ARRAY(SELECT id FROM new_transactions));
     RETURN NULL;
 END $$;
 CREATE TRIGGER ledger_transactions_new_check AFTER INSERT ON ledger_transactions
@@ -369,7 +392,7 @@ CREATE TRIGGER ledger_transactions_new_check AFTER INSERT ON ledger_transactions
 -- A status change is checked at commit too (posting must release every hold).
 CREATE FUNCTION ledger_enqueue_status_check() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO ledger_checks (transaction_ids) VALUES (ARRAY[NEW.id]);
+    PERFORM ledger_queue_check(ARRAY[NEW.id]);
     RETURN NULL;
 END $$;
 CREATE TRIGGER ledger_transactions_status_check AFTER UPDATE ON ledger_transactions
