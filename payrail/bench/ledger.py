@@ -65,16 +65,20 @@ async def _setup(pool: AsyncConnectionPool, accounts: int) -> Setup:
 
 
 class Transfers:
-    """Random transfers with unique external ids."""
+    """Random transfers with unique external ids.
+
+    With `slices`, worker w draws only from its own slice of the accounts, as billing
+    workers do: each claims its own subscriptions (SKIP LOCKED), so concurrent batches
+    share no customer account, only the platform's hot accounts."""
 
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
         self.counter = 0
         self.random = random.Random(7)
 
-    def make(self, hot: str | None) -> TransactionCreate:
+    def make(self, hot: str | None, worker: int = 0, slices: int = 1) -> TransactionCreate:
         self.counter += 1
-        debit, credit = self.random.sample(self.setup.accounts, 2)
+        debit, credit = self.random.sample(self.setup.accounts[worker::slices], 2)
         credit = hot or credit
         amount = self.random.randint(1, 100_000)
         return TransactionCreate(
@@ -102,8 +106,11 @@ async def _measure(
     batch: int,
     hot: str | None,
 ) -> Rate:
+    slices = workers if batch > 1 else 1
+
     async def step(worker: int) -> int:
-        return await _post(pool, setup.scope, [transfers.make(hot) for _ in range(batch)])
+        made = [transfers.make(hot, worker, slices) for _ in range(batch)]
+        return await _post(pool, setup.scope, made)
 
     return await run_for(seconds, workers, step)
 
