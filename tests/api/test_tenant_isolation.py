@@ -6,12 +6,11 @@ object id fails it until this file learns how to make an object for that route.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from fastapi.routing import APIRoute
 from psycopg_pool import AsyncConnectionPool
 
 from payrail.api.app import create_app
@@ -19,6 +18,7 @@ from payrail.api.context import Services
 from payrail.clock import ManualClock
 from payrail.tenants.service import NewMerchant
 from tests.conftest import new_merchant
+from tests.routes import api_routes
 
 Json = dict[str, Any]
 
@@ -92,20 +92,6 @@ FACTORIES: dict[str, Factory] = {
     "/v1/ledger/transactions/{transaction_id}/void": pending_transaction,
     "/v1/ledger/transactions/{transaction_id}/reverse": posted_transaction,
 }
-
-
-def api_routes(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
-    """(method, path) of every APIRoute, descending into included routers and mounts."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            for method in sorted(route.methods or ()):
-                yield method, prefix + route.path
-        inner = getattr(route, "original_router", None)  # FastAPI's included router
-        if inner is not None:
-            context = getattr(route, "include_context", None)
-            yield from api_routes(inner.routes, prefix + getattr(context, "prefix", ""))
-        elif hasattr(route, "routes") and not isinstance(route, APIRoute):  # a Mount
-            yield from api_routes(route.routes, prefix + getattr(route, "path", ""))
 
 
 def routes_with_ids(pool: AsyncConnectionPool, clock: ManualClock) -> list[tuple[str, str]]:
