@@ -98,7 +98,10 @@ def ledger_verify() -> None:
     """Recompute every balance from its entries; exit 1 on any drift."""
     with database(Settings.from_env()) as url:
         report = asyncio.run(_verify(url))
-    table = Table("account", "stored (dp, cp, dpo, cpo)", "from entries", title="balance drift")
+    table = Table(title="balance drift (debits/credits pending, debits/credits posted)")
+    table.add_column("account", no_wrap=True)
+    table.add_column("stored")
+    table.add_column("from entries")
     for account_id, stored, computed in report.drifted:
         table.add_row(account_id, str(stored), str(computed))
     if report.drifted:

@@ -13,9 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
+from payrail.clock import SystemClock
 from payrail.db.embedded import EmbeddedPostgres
+from payrail.runtime import serve_in_thread
 
 
 def _free_port() -> int:
@@ -130,3 +133,59 @@ def test_a_command_without_up_starts_and_stops_the_embedded_database(
     assert payrail(env, "db", "upgrade").returncode == 0
     assert payrail(env, "merchants", "create", "Solo").returncode == 0
     assert not EmbeddedPostgres(Path(env["PAYRAIL_DATA_DIR"])).is_running()
+
+
+def test_verify_exits_non_zero_on_drift_and_an_external_database_is_used(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """PAYRAIL_DATABASE_URL selects the server; drift (only possible with the ledger's
+    triggers bypassed, as a careless restore would) makes `ledger verify` exit 1."""
+    external = EmbeddedPostgres(tmp_path / "external")
+    url = external.start()
+    try:
+        env = {**env, "PAYRAIL_DATABASE_URL": url}
+        created = payrail(env, "merchants", "create", "Elsewhere")
+        assert created.returncode == 0, created.stderr
+        assert not (Path(env["PAYRAIL_DATA_DIR"]) / "pg").exists(), "no embedded server"
+        key = re.search(r"sk_test_\S+", created.stdout)
+        assert key
+        with serve_in_thread(url, SystemClock()) as base:
+            auth = (key.group(0), "")
+            cash = httpx.post(
+                f"{base}/v1/ledger/accounts",
+                auth=auth,
+                data={"name": "Cash", "type": "asset", "currency": "usd"},
+            )
+            revenue = httpx.post(
+                f"{base}/v1/ledger/accounts",
+                auth=auth,
+                data={"name": "Revenue", "type": "revenue", "currency": "usd"},
+            )
+            posted = httpx.post(
+                f"{base}/v1/ledger/transactions",
+                auth=auth,
+                data={
+                    "external_id": "t1",
+                    "entries[0][account]": cash.json()["id"],
+                    "entries[0][direction]": "debit",
+                    "entries[0][amount]": "700",
+                    "entries[1][account]": revenue.json()["id"],
+                    "entries[1][direction]": "credit",
+                    "entries[1][amount]": "700",
+                },
+            )
+            assert posted.status_code == 200, posted.text
+        clean = payrail(env, "ledger", "verify")
+        assert clean.returncode == 0 and "0 drifted" in clean.stdout, clean.stdout
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET session_replication_role = replica")  # triggers off
+            conn.execute(
+                "UPDATE ledger_balances SET debits_posted = debits_posted + 1"
+                " WHERE account_id = %s",
+                (cash.json()["id"],),
+            )
+        drifted = payrail(env, "ledger", "verify")
+        assert drifted.returncode == 1, drifted.stdout
+        assert cash.json()["id"] in drifted.stdout and "1 drifted" in drifted.stdout
+    finally:
+        external.stop()
