@@ -22,7 +22,6 @@ from psycopg import AsyncConnection
 
 from payrail.errors import (
     ApiFailure,
-    Conflict,
     IdempotencyError,
     IdempotencyInProgress,
     InvalidRequest,
@@ -113,7 +112,7 @@ async def claim(
         if await (await conn.execute(INSERT_KEY, params)).fetchone() is not None:
             return Claim(scope, key, lease)
         row = await (await conn.execute(READ_KEY, params)).fetchone()
-        if row is None:  # released by a request that lost a race: claim it afresh
+        if row is None:  # deleted in between: claim it afresh
             continue
         method0, path0, digest0, status, body, stale = row
         if stale and await (await conn.execute(TAKE_OVER, params)).fetchone() is not None:
@@ -198,28 +197,17 @@ async def execute(connect: Callable[[], Any], claimed: Claim | None, work: Work)
         error = raised
     except Exception:
         log.exception("request failed while executing")
-        error = ApiFailure(
-            "An internal error occurred; retry with the same Idempotency-Key to see its result."
-        )
+        error = ApiFailure("An internal error occurred.")
     if claimed is not None:
+        # As Stripe does, an error raised while executing is the request's result, 500s
+        # included. (If the store fails too, the lease expires and a retry runs anew:
+        # nothing of the failed attempt committed.)
         try:
             async with connect() as conn:
-                if isinstance(error, Conflict):
-                    # Lost a race with a concurrent request: nothing ran, so free the key.
-                    await _release(conn, claimed)
-                else:
-                    await _store(conn, claimed, error_outcome(error))
+                await _store(conn, claimed, error_outcome(error))
         except Exception:
             log.exception("could not record the result of an idempotent request")
     return error_outcome(error)
-
-
-async def _release(conn: Conn, claimed: Claim) -> None:
-    await conn.execute(
-        "DELETE FROM idempotency_keys WHERE merchant_id = %s AND livemode = %s AND key = %s"
-        " AND lease = %s AND response_status IS NULL",
-        (claimed.scope.merchant_id, claimed.scope.livemode, claimed.key, claimed.lease),
-    )
 
 
 def check_key(key: str) -> None:

@@ -156,7 +156,8 @@ async def post_transactions(
     batched: bool = False,
 ) -> list[dict[str, Any]]:
     """Write new transactions; an external_id seen before returns the original when the
-    content is the same, and is an error when it differs. One statement writes the batch."""
+    content is the same, and is an error when it differs. Two statements write a batch of
+    any size: the headers, then the entries with their events."""
 
     def param(index: int, name: str) -> str:
         """`entries[0][amount]`, or in a batch `transactions[3][entries][0][amount]`."""
