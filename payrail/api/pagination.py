@@ -16,6 +16,7 @@ class ListParams(Params):
     limit: Annotated[int, Field(ge=1, le=100)] = 10
     starting_after: str | None = None
     ending_before: str | None = None
+    # Accepted so that Stripe SDK calls sending expand[] work; nothing expands yet.
     expand: list[str] = []
 
 
