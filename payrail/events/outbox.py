@@ -27,39 +27,28 @@ class OutboxEvent:
     version: int = 1
 
 
-INSERT_EVENTS = """
-INSERT INTO events (id, merchant_id, livemode, type, version, aggregate_type, aggregate_id,
-                    payload, created_at)
-SELECT e.id, %(merchant_id)s, %(livemode)s, e.type, e.version, e.aggregate_type,
-       e.aggregate_id, e.payload, %(event_created_at)s
-FROM jsonb_to_recordset(%(events)s::jsonb)
-     AS e(id text, type text, version int, aggregate_type text, aggregate_id text, payload jsonb)
-"""
-
-
-def event_params(scope: Scope, at: datetime, events: Sequence[OutboxEvent]) -> dict[str, Any]:
-    """Parameters of INSERT_EVENTS: the rows travel as one JSON document."""
-    rows = [
-        {
-            "id": new_id("evt"),
-            "type": e.type,
-            "version": e.version,
-            "aggregate_type": e.aggregate_type,
-            "aggregate_id": e.aggregate_id,
-            "payload": e.payload,
-        }
-        for e in events
-    ]
-    return {
-        "merchant_id": scope.merchant_id,
-        "livemode": scope.livemode,
-        "event_created_at": at,
-        "events": orjson.dumps(rows).decode(),
-    }
+def event_rows(events: Sequence[OutboxEvent]) -> str:
+    """The rows of `outbox_emit` (migration 0002) as one JSON document."""
+    return orjson.dumps(
+        [
+            {
+                "id": new_id("evt"),
+                "type": e.type,
+                "version": e.version,
+                "aggregate_type": e.aggregate_type,
+                "aggregate_id": e.aggregate_id,
+                "payload": e.payload,
+            }
+            for e in events
+        ]
+    ).decode()
 
 
 async def emit(
     conn: AsyncConnection[Any], scope: Scope, at: datetime, events: Sequence[OutboxEvent]
 ) -> None:
     if events:
-        await conn.execute(INSERT_EVENTS, event_params(scope, at, events))
+        await conn.execute(
+            "SELECT outbox_emit(%s, %s, %s, %s::jsonb)",
+            (scope.merchant_id, scope.livemode, at, event_rows(events)),
+        )

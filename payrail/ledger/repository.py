@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from payrail.events.outbox import INSERT_EVENTS, OutboxEvent, event_params
+from payrail.events.outbox import OutboxEvent, event_rows
 from payrail.ledger.postings import BalanceTotals, Entry, Status
 from payrail.tenants.scope import Scope
 
@@ -99,30 +99,15 @@ async def account_currencies(conn: Conn, scope: Scope, ids: Sequence[str]) -> di
 
 async def existing_external_ids(
     conn: Conn, scope: Scope, external_ids: Sequence[str]
-) -> dict[str, tuple[str, bytes]]:
+) -> dict[str, str]:
+    """Transaction id by external_id."""
     cur = await conn.execute(
-        "SELECT external_id, id, content_hash FROM ledger_transactions"
+        "SELECT external_id, id FROM ledger_transactions"
         " WHERE merchant_id = %s AND livemode = %s AND external_id = ANY(%s)",
         (scope.merchant_id, scope.livemode, list(external_ids)),
     )
-    return {row[0]: (row[1], bytes(row[2])) for row in await cur.fetchall()}
+    return {row[0]: row[1] for row in await cur.fetchall()}
 
-
-# Headers first: an external_id already taken is skipped, for the caller to resolve as a
-# replay or a conflict. Neither statement joins, so one prepared plan suits one posting
-# and a batch of thousands alike.
-INSERT_HEADERS = """
-INSERT INTO ledger_transactions (id, merchant_id, livemode, external_id, content_hash,
-    status, description, metadata, reverses_id, effective_at, created_at, posted_at)
-SELECT t.id, %(merchant_id)s, %(livemode)s, t.external_id, decode(t.content_hash, 'hex'),
-       t.status, t.description, t.metadata, t.reverses_id, t.effective_at,
-       %(now)s, CASE WHEN t.status = 'posted' THEN %(now)s END
-FROM jsonb_to_recordset(%(headers)s::jsonb)
-     AS t(id text, external_id text, content_hash text, status text, description text,
-          metadata jsonb, reverses_id text, effective_at timestamptz)
-ON CONFLICT (merchant_id, livemode, external_id) DO NOTHING
-RETURNING id
-"""
 
 # Rows travel as one JSON document per statement: one C-speed orjson.dumps instead of a
 # Python-level binary dump of a dozen parallel arrays.
@@ -135,10 +120,6 @@ ENTRY_ROWS = """
          AS e(transaction_id text, account_id text, currency text, direction text,
               amount bigint, phase text)
 """
-
-INSERT_ENTRIES_AND_EVENTS = sql.SQL("WITH entries AS ({entries}) {events}").format(
-    entries=sql.SQL(ENTRY_ROWS), events=sql.SQL(INSERT_EVENTS)
-)
 
 
 def _entry_rows(entries: Iterable[tuple[str, Entry]]) -> str:
@@ -157,10 +138,17 @@ def _entry_rows(entries: Iterable[tuple[str, Entry]]) -> str:
     ).decode()
 
 
-async def insert_headers(
-    conn: Conn, scope: Scope, now: datetime, headers: Sequence[TransactionHeader]
+async def post_transactions(
+    conn: Conn,
+    scope: Scope,
+    now: datetime,
+    headers: Sequence[TransactionHeader],
+    entries: Sequence[tuple[str, Entry]],
+    events: Sequence[OutboxEvent],
 ) -> set[str]:
-    """Insert the headers whose external_id is free; return the ids inserted."""
+    """Headers, entries and outbox events in one statement (`ledger_post_transactions`).
+    Returns the ids inserted; a header whose external_id is taken by the same content is
+    skipped, and by other content raises `ledger_transactions_external_id_content`."""
     rows = [
         {
             "id": h.id,
@@ -175,29 +163,19 @@ async def insert_headers(
         for h in headers
     ]
     cur = await conn.execute(
-        INSERT_HEADERS,
-        {
-            "merchant_id": scope.merchant_id,
-            "livemode": scope.livemode,
-            "now": now,
-            "headers": orjson.dumps(rows).decode(),
-        },
+        "SELECT ledger_post_transactions(%s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb)",
+        (
+            scope.merchant_id,
+            scope.livemode,
+            now,
+            orjson.dumps(rows).decode(),
+            _entry_rows(entries),
+            event_rows(events),
+        ),
     )
-    return {row[0] for row in await cur.fetchall()}
-
-
-async def insert_entries(
-    conn: Conn,
-    scope: Scope,
-    now: datetime,
-    entries: Sequence[tuple[str, Entry]],
-    events: Sequence[OutboxEvent],
-) -> None:
-    """Entries of transactions already inserted, with their outbox events, in one statement."""
-    await conn.execute(
-        INSERT_ENTRIES_AND_EVENTS,
-        {**event_params(scope, now, events), "entries": _entry_rows(entries)},
-    )
+    row = await cur.fetchone()
+    assert row is not None
+    return set(row[0])
 
 
 async def append_entries(

@@ -156,8 +156,8 @@ async def post_transactions(
     batched: bool = False,
 ) -> list[dict[str, Any]]:
     """Write new transactions; an external_id seen before returns the original when the
-    content is the same, and is an error when it differs. Two statements write a batch of
-    any size: the headers, then the entries with their events."""
+    content is the same, and is an error when it differs. One statement writes a batch of
+    any size, so without a surrounding transaction the call is its own."""
 
     def param(index: int, name: str) -> str:
         """`entries[0][amount]`, or in a batch `transactions[3][entries][0][amount]`."""
@@ -209,11 +209,12 @@ async def post_transactions(
             OutboxEvent(f"ledger.transaction.{o['status']}", "ledger_transaction", o["id"], o)
             for o in written.values()
         ],
+        param=param,
         overdraft_param="transactions" if batched else "entries",
     )
     if len(inserted) == len(headers):
         return list(written.values())
-    return await _resolve_replays(conn, scope, headers, inserted, written, param)
+    return await _resolve_replays(conn, scope, headers, inserted, written)
 
 
 async def _resolve_replays(
@@ -222,26 +223,12 @@ async def _resolve_replays(
     headers: Sequence[repo.TransactionHeader],
     inserted: set[str],
     written: dict[str, dict[str, Any]],
-    param: Callable[[int, str], str],
 ) -> list[dict[str, Any]]:
-    """An external_id already taken: the original if the content is the same, else 409."""
-    skipped = [h for h in headers if h.id not in inserted]
-    existing = await repo.existing_external_ids(conn, scope, [h.external_id for h in skipped])
-    originals: dict[str, str] = {}
-    for index, header in enumerate(headers):
-        if header.id in inserted:
-            continue
-        original_id, original_digest = existing[header.external_id]
-        if original_digest != header.content_hash:
-            raise Conflict(
-                f"A ledger transaction with external_id '{header.external_id}' already exists"
-                " with different content.",
-                param=param(index, "external_id"),
-                code="external_id_conflict",
-            )
-        originals[header.id] = original_id
+    """An external_id already taken with the same content: answer with the original."""
+    skipped = [h.external_id for h in headers if h.id not in inserted]
+    originals = await repo.existing_external_ids(conn, scope, skipped)
     known = {o["id"]: o for o in await _fetch(conn, scope, list(originals.values()))}
-    return [written[h.id] if h.id in inserted else known[originals[h.id]] for h in headers]
+    return [written[h.id] if h.id in inserted else known[originals[h.external_id]] for h in headers]
 
 
 def _row(
@@ -285,19 +272,11 @@ async def _insert(
     entries: Sequence[tuple[str, Entry]],
     events: Sequence[OutboxEvent],
     *,
-    overdraft_param: str = "entries",
+    param: Callable[[int, str], str],
+    overdraft_param: str,
 ) -> set[str]:
-    inserted = await repo.insert_headers(conn, scope, now, headers)
-    if not inserted:
-        return inserted
     try:
-        await repo.insert_entries(
-            conn,
-            scope,
-            now,
-            [(tx, e) for tx, e in entries if tx in inserted],
-            [event for event in events if event.aggregate_id in inserted],
-        )
+        return await repo.post_transactions(conn, scope, now, headers, entries, events)
     except psycopg.errors.CheckViolation as exc:
         if exc.diag.constraint_name == "ledger_balance_non_negative":
             raise InvalidRequest(
@@ -306,7 +285,17 @@ async def _insert(
                 code="balance_insufficient",
             ) from exc
         raise
-    return inserted
+    except psycopg.errors.UniqueViolation as exc:
+        if exc.diag.constraint_name == "ledger_transactions_external_id_content":
+            external_id = exc.diag.message_detail
+            index = next(i for i, h in enumerate(headers) if h.external_id == external_id)
+            raise Conflict(
+                f"A ledger transaction with external_id '{external_id}' already exists"
+                " with different content.",
+                param=param(index, "external_id"),
+                code="external_id_conflict",
+            ) from exc
+        raise
 
 
 async def _fetch(conn: Conn, scope: Scope, ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -433,7 +422,17 @@ async def reverse(
     rows = [(header.id, e) for e in entries]
     written = _objects(scope, now, [header], rows)[header.id]
     event = OutboxEvent("ledger.transaction.posted", "ledger_transaction", header.id, written)
-    if not await _insert(conn, scope, now, [header], rows, [event]):
+    inserted = await _insert(
+        conn,
+        scope,
+        now,
+        [header],
+        rows,
+        [event],
+        param=lambda _, name: name,
+        overdraft_param="entries",
+    )
+    if not inserted:
         raise Conflict(
             f"A ledger transaction with external_id '{external_id}' already exists.",
             param="external_id",
