@@ -19,17 +19,21 @@ from payrail.ops.logging import configure as configure_logging
 from payrail.runtime import database
 from payrail.runtime import up as run_up
 from payrail.tenants.service import NewMerchant, create_merchant
+from payrail.vault.envelope import Rotation, Vault
+from payrail.vault.keyring import Keyring, MasterKeyError
 
 app = typer.Typer(help="payrail: payments and subscriptions on PostgreSQL.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 merchants_app = typer.Typer(help="Merchants and API keys.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+keys_app = typer.Typer(help="The card vault's keys.", no_args_is_help=True)
 bench_app = typer.Typer(
     help="Benchmarks that print figures beside a reference.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
 app.add_typer(merchants_app, name="merchants")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(keys_app, name="keys")
 app.add_typer(bench_app, name="bench")
 console = Console()
 
@@ -114,6 +118,37 @@ def ledger_verify() -> None:
         f"{len(report.broken)} broken transactions: {verdict}"
     )
     raise typer.Exit(0 if report.ok else 1)
+
+
+async def _rotate(url: str, vault: Vault) -> Rotation:
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    async with conn, conn.transaction():
+        return await vault.rotate(conn, SystemClock().now())
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    master: Annotated[
+        bool, typer.Option("--master", help="First add a new master key version to the key file.")
+    ] = False,
+) -> None:
+    """Start a new data key for new cards and re-wrap every key under the newest master
+    key. Safe while payrail runs: cards sealed under older keys still open."""
+    settings = Settings.from_env()
+    keyring = Keyring.from_env(settings.data_dir)
+    if master:
+        try:
+            console.print(f"master key version {keyring.add_version()} added")
+        except MasterKeyError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    with database(settings) as url:
+        upgrade(url)
+        rotation = asyncio.run(_rotate(url, Vault(keyring)))
+    console.print(
+        f"new data key {rotation.data_key_id}; {rotation.rewrapped} key(s) re-wrapped under"
+        f" master key version {rotation.master_version}"
+    )
 
 
 @bench_app.command("ledger")

@@ -21,6 +21,8 @@ from payrail.db.migrate import upgrade
 from payrail.money import Money
 from payrail.runtime import database, serve_in_thread
 from payrail.tenants.service import create_merchant
+from payrail.vault.envelope import Vault
+from payrail.vault.keyring import Keyring
 
 
 @dataclass
@@ -142,7 +144,8 @@ def run(settings: Settings, url: str) -> None:
             steps, balances = _run_against(url, key)
         else:
             console.print(f"nothing answers at {url}; running the API in this process")
-            with serve_in_thread(database_url, SystemClock()) as local:
+            vault = Vault(Keyring.from_env(settings.data_dir))
+            with serve_in_thread(database_url, SystemClock(), vault) as local:
                 steps, balances = _run_against(local, key)
     table = Table("step", "outcome", title="payrail demo: a merchant, a ledger, postings")
     for step in steps:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from payrail.vault.cards import mask_card_numbers
+
 
 class PayrailError(Exception):
     status = 400
     type = "invalid_request_error"
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        # Messages may quote what was sent (an id in a path, say), and replies under an
+        # Idempotency-Key are stored: a card number must not survive into either.
+        message = mask_card_numbers(message)
         super().__init__(message)
         self.message = message
         self.param = param
@@ -26,11 +31,34 @@ class InvalidRequest(PayrailError):
     pass
 
 
-class NotFound(PayrailError):
+class ResourceMissing(PayrailError):
     status = 404
 
+
+class NotFound(ResourceMissing):
     def __init__(self, kind: str, object_id: str, *, param: str = "id"):
         super().__init__(f"No such {kind}: '{object_id}'", param=param, code="resource_missing")
+
+
+class CardError(PayrailError):
+    """Stripe's card_error (402): the card's details are wrong, or it was declined."""
+
+    status = 402
+    type = "card_error"
+
+    def __init__(
+        self, message: str, *, code: str, param: str | None = None, decline_code: str | None = None
+    ):
+        super().__init__(message, param=param, code=code)
+        self.decline_code = decline_code
+
+    def body(self) -> dict[str, object]:
+        body = super().body()
+        if self.decline_code is not None:
+            error = body["error"]
+            assert isinstance(error, dict)
+            error["decline_code"] = self.decline_code
+        return body
 
 
 class Conflict(PayrailError):

@@ -21,6 +21,8 @@ from payrail.config import Settings
 from payrail.db.embedded import EmbeddedPostgres
 from payrail.db.migrate import upgrade
 from payrail.db.pool import open_pool
+from payrail.vault.envelope import Vault
+from payrail.vault.keyring import Keyring
 
 console = Console(stderr=True)
 
@@ -43,7 +45,9 @@ def database(settings: Settings) -> Iterator[str]:
 
 
 @contextmanager
-def serve_in_thread(url: str, clock: Clock, *, max_connections: int = 20) -> Iterator[str]:
+def serve_in_thread(
+    url: str, clock: Clock, vault: Vault, *, max_connections: int = 20
+) -> Iterator[str]:
     """The API on a free loopback port, served from a thread of this process: for tests
     over real HTTP and for `payrail demo` when no platform is running."""
     with socket.socket() as sock:
@@ -54,9 +58,17 @@ def serve_in_thread(url: str, clock: Clock, *, max_connections: int = 20) -> Ite
     async def serve() -> None:
         pool = await open_pool(url, min_size=2, max_size=max_connections)
         try:
-            app = create_app(Services(pool=pool, clock=clock))
+            async with pool.connection() as conn:
+                await vault.prepare(conn, clock.now())
+            app = create_app(Services(pool=pool, clock=clock, vault=vault))
             config = uvicorn.Config(
-                app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", backlog=1024
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                log_config=None,  # uvicorn's records go through our masking handlers
+                lifespan="off",
+                backlog=1024,
             )
             servers.append(uvicorn.Server(config))
             await servers[0].serve()
@@ -80,12 +92,17 @@ def serve_in_thread(url: str, clock: Clock, *, max_connections: int = 20) -> Ite
 async def _serve(url: str, settings: Settings) -> None:
     pool = await open_pool(url)
     try:
-        app = create_app(Services(pool=pool, clock=SystemClock()))
+        clock = SystemClock()
+        vault = Vault(Keyring.from_env(settings.data_dir))
+        async with pool.connection() as conn:
+            await vault.prepare(conn, clock.now())
+        app = create_app(Services(pool=pool, clock=clock, vault=vault))
         config = uvicorn.Config(
             app,
             host=settings.host,
             port=settings.port,
             log_level="warning",
+            log_config=None,  # uvicorn's records go through our masking handlers
             loop="uvloop",
             http="httptools",
             lifespan="off",

@@ -6,6 +6,7 @@ user must be allowed to create databases).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +26,7 @@ from payrail.db.migrate import upgrade, with_database
 from payrail.db.pool import open_pool
 from payrail.runtime import serve_in_thread
 from payrail.tenants.service import NewMerchant, create_merchant
+from tests.vaults import fixed_vault
 
 TEMPLATE = "payrail_template"
 
@@ -55,7 +57,14 @@ def template(server_url: str) -> str:
         )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
     upgrade(with_database(server_url, TEMPLATE))
+    asyncio.run(_prepare_vault(with_database(server_url, TEMPLATE)))
     return TEMPLATE
+
+
+async def _prepare_vault(url: str) -> None:
+    """The vault's first keys, as `payrail up` makes them at start."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await fixed_vault().prepare(conn, ManualClock().now())
 
 
 @pytest.fixture
@@ -86,7 +95,7 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
 
 @pytest.fixture
 def services(pool: AsyncConnectionPool, clock: ManualClock) -> Services:
-    return Services(pool=pool, clock=clock)
+    return Services(pool=pool, clock=clock, vault=fixed_vault())
 
 
 @pytest.fixture
@@ -114,5 +123,5 @@ def auth(merchant: NewMerchant) -> dict[str, str]:
 @pytest.fixture
 def live_server(database_url: str, clock: ManualClock) -> Iterator[str]:
     """The API over real HTTP (uvicorn on a free loopback port, in its own thread)."""
-    with serve_in_thread(database_url, clock) as url:
+    with serve_in_thread(database_url, clock, fixed_vault()) as url:
         yield url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import pytest
 from payrail.clock import SystemClock
 from payrail.db.embedded import EmbeddedPostgres
 from payrail.runtime import serve_in_thread
+from tests.vaults import MASTER_KEY, fixed_vault
 
 
 def _free_port() -> int:
@@ -149,7 +151,7 @@ def test_verify_exits_non_zero_on_drift_and_an_external_database_is_used(
         assert not (Path(env["PAYRAIL_DATA_DIR"]) / "pg").exists(), "no embedded server"
         key = re.search(r"sk_test_\S+", created.stdout)
         assert key
-        with serve_in_thread(url, SystemClock()) as base:
+        with serve_in_thread(url, SystemClock(), fixed_vault()) as base:
             auth = (key.group(0), "")
             cash = httpx.post(
                 f"{base}/v1/ledger/accounts",
@@ -189,3 +191,38 @@ def test_verify_exits_non_zero_on_drift_and_an_external_database_is_used(
         assert cash.json()["id"] in drifted.stdout and "1 drifted" in drifted.stdout
     finally:
         external.stop()
+
+
+def test_keys_rotate_adds_a_master_version_and_rewraps_every_key(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    keys = tmp_path / "master.keys"
+    keys.write_text(f"1 {base64.b64encode(MASTER_KEY).decode()}\n")
+    env = {**env, "PAYRAIL_DATABASE_URL": database_url, "PAYRAIL_MASTER_KEY_FILE": str(keys)}
+    env.pop("PAYRAIL_MASTER_KEY", None)
+    rotated = payrail(env, "keys", "rotate", "--master")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "master key version 2 added" in rotated.stdout
+    assert "2 key(s) re-wrapped under master key version 2" in " ".join(rotated.stdout.split())
+    again = payrail(env, "keys", "rotate")
+    assert again.returncode == 0, again.stderr
+    assert "0 key(s) re-wrapped under master key version 2" in " ".join(again.stdout.split())
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT purpose, master_version, retired_at IS NULL FROM vault_keys"
+            " ORDER BY purpose, created_at"
+        ).fetchall()
+    assert rows == [
+        ("data", 2, False),
+        ("data", 2, False),
+        ("data", 2, True),
+        ("fingerprint", 2, True),
+    ]
+    refused = payrail(
+        {**env, "PAYRAIL_MASTER_KEY": "1:" + base64.b64encode(MASTER_KEY).decode()},
+        "keys",
+        "rotate",
+        "--master",
+    )
+    assert refused.returncode == 2
+    assert "PAYRAIL_MASTER_KEY" in refused.stdout

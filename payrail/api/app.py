@@ -15,6 +15,7 @@ from payrail.api.context import Services
 from payrail.errors import ApiFailure, InvalidRequest, PayrailError
 from payrail.ids import new_id
 from payrail.ledger.endpoints import router as ledger_router
+from payrail.vault.endpoints import router as payment_methods_router
 
 log = structlog.get_logger(__name__)
 
@@ -93,5 +94,6 @@ def create_app(services: Services) -> FastAPI:
     for exc_type, handler in handlers.items():
         app.add_exception_handler(exc_type, handler)
     app.include_router(ledger_router)
+    app.include_router(payment_methods_router)
     app.add_middleware(RequestIdMiddleware)
     return app

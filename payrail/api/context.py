@@ -1,4 +1,4 @@
-"""What a request handler gets: the pool, the clock and the caller's scope."""
+"""What a request handler gets: the pool, the clock, the vault and the caller's scope."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from payrail.clock import Clock
 from payrail.tenants.scope import Scope
+from payrail.vault.envelope import Vault
 
 
 @dataclass(frozen=True)
 class Services:
     pool: AsyncConnectionPool
     clock: Clock
+    vault: Vault
 
 
 @dataclass(frozen=True)

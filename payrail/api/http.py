@@ -14,6 +14,7 @@ from payrail.api.params import ParamError, decode_body, decode_query
 from payrail.api.schemas import Params, parse
 from payrail.errors import InvalidRequest, NotFound
 from payrail.tenants.scope import Scope
+from payrail.vault.cards import mask_card_numbers
 
 P = TypeVar("P", bound=Params)
 Conn = idempotency.Conn
@@ -66,16 +67,23 @@ async def write(
     key = request.headers.get("idempotency-key")
     if key is not None:
         idempotency.check_key(key)
-        digest = idempotency.request_hash(request.method, request.url.path, raw)
         async with pool.connection() as conn:
+            now = ctx.services.clock.now()
+            digest = idempotency.request_hash(
+                await ctx.services.vault.digest_key(conn, now),
+                request.method,
+                request.url.path,
+                raw,
+            )
             result = await idempotency.claim(
                 conn,
                 ctx.scope,
                 key,
                 request.method,
-                request.url.path,
+                # Kept as written only when nothing in it could be a card number.
+                mask_card_numbers(request.url.path),
                 digest,
-                ctx.services.clock.now(),
+                now,
             )
         if isinstance(result, idempotency.Outcome):
             return json_response(result.status, result.body, replayed=True)

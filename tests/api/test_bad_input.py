@@ -28,6 +28,7 @@ from payrail.clock import ManualClock
 from payrail.db.migrate import with_database
 from payrail.db.pool import open_pool
 from payrail.tenants.service import create_merchant
+from tests.vaults import fixed_vault
 
 Json = dict[str, Any]
 
@@ -128,7 +129,9 @@ async def db(module_database: str) -> AsyncIterator[AsyncConnectionPool]:
 
 @pytest.fixture(scope="module")
 async def api(db: AsyncConnectionPool) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(Services(pool=db, clock=ManualClock())))
+    transport = httpx.ASGITransport(
+        app=create_app(Services(pool=db, clock=ManualClock(), vault=fixed_vault()))
+    )
     async with httpx.AsyncClient(transport=transport, base_url="http://payrail.test") as http:
         yield http
 

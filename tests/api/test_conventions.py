@@ -17,6 +17,7 @@ from payrail.api.context import Services
 from payrail.clock import ManualClock
 from payrail.db.pool import open_pool
 from payrail.tenants.service import NewMerchant
+from tests.vaults import fixed_vault
 
 Json = dict[str, Any]
 
@@ -120,7 +121,7 @@ async def test_request_id_and_error_shape_on_internal_errors(database_url: str) 
     `api_error` that still carries its Request-Id, whichever route it happens on."""
     broken = await open_pool(database_url, min_size=1, max_size=1)
     await broken.close()
-    app = create_app(Services(pool=broken, clock=ManualClock()))
+    app = create_app(Services(pool=broken, clock=ManualClock(), vault=fixed_vault()))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     headers = {"Authorization": "Bearer sk_test_whatever"}
     async with httpx.AsyncClient(transport=transport, base_url="http://payrail.test") as http:
@@ -551,6 +552,9 @@ async def test_openapi_is_served_and_complete(client: httpx.AsyncClient) -> None
         ("post", "/v1/ledger/transactions/{transaction_id}/post"),
         ("post", "/v1/ledger/transactions/{transaction_id}/void"),
         ("post", "/v1/ledger/transactions/{transaction_id}/reverse"),
+        ("post", "/v1/payment_methods"),
+        ("get", "/v1/payment_methods"),
+        ("get", "/v1/payment_methods/{payment_method_id}"),
     }
     found = {
         (method, path)

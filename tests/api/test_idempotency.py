@@ -26,6 +26,7 @@ from payrail.clock import ManualClock
 from payrail.tenants.scope import Scope
 from payrail.tenants.service import NewMerchant
 from tests.conftest import new_merchant
+from tests.vaults import fixed_vault
 
 Json = dict[str, Any]
 
@@ -302,8 +303,9 @@ async def test_in_flight_key_is_409_then_lease_expiry_lets_a_retry_execute(
     revenue = await create_account(client, auth, "revenue")
     body = transaction("order-flight", cash, revenue)
     scope = Scope(merchant.id, False)
-    digest = idempotency.request_hash("POST", TRANSACTIONS, body)
     async with pool.connection() as conn:  # a first request that claimed the key, then stalled
+        digest_key = await fixed_vault().digest_key(conn, clock.now())
+        digest = idempotency.request_hash(digest_key, "POST", TRANSACTIONS, body)
         stalled = await idempotency.claim(
             conn, scope, "flight", "POST", TRANSACTIONS, digest, clock.now()
         )
@@ -593,4 +595,10 @@ def test_request_hash_is_order_independent() -> None:
     """Two JSON bodies that differ only in key order are the same request."""
     a = orjson.loads(b'{"a": 1, "b": {"c": 2, "d": 3}}')
     b = orjson.loads(b'{"b": {"d": 3, "c": 2}, "a": 1}')
-    assert idempotency.request_hash("POST", "/p", a) == idempotency.request_hash("POST", "/p", b)
+    key = bytes(32)
+    assert idempotency.request_hash(key, "POST", "/p", a) == idempotency.request_hash(
+        key, "POST", "/p", b
+    )
+    assert idempotency.request_hash(bytes(range(32)), "POST", "/p", a) != (
+        idempotency.request_hash(key, "POST", "/p", a)
+    ), "keyed: without the key the digest cannot be recomputed"

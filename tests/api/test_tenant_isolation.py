@@ -19,11 +19,14 @@ from payrail.clock import ManualClock
 from payrail.tenants.service import NewMerchant
 from tests.conftest import new_merchant
 from tests.routes import api_routes
+from tests.vaults import fixed_vault
 
 Json = dict[str, Any]
 
 ACCOUNTS = "/v1/ledger/accounts"
 TRANSACTIONS = "/v1/ledger/transactions"
+PAYMENT_METHODS = "/v1/payment_methods"
+KINDS = {"lacc": ACCOUNTS, "ltx": TRANSACTIONS, "pm": PAYMENT_METHODS}  # id prefix -> route
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,12 @@ async def pending_transaction(owner: Tenant, tag: str) -> str:
     return await owner.transaction(f"pending for {tag}", pending=True)
 
 
+async def card(owner: Tenant, tag: str) -> str:
+    obj = await owner.post(PAYMENT_METHODS, {"type": "card", "card": {"token": "tok_visa"}})
+    payment_method_id: str = obj["id"]
+    return payment_method_id
+
+
 # Each route taking an id, and how to make an object of the owner's on which that route
 # would succeed: only then does a 404 for someone else prove isolation, not a state error.
 FACTORIES: dict[str, Factory] = {
@@ -91,11 +100,12 @@ FACTORIES: dict[str, Factory] = {
     "/v1/ledger/transactions/{transaction_id}/post": pending_transaction,
     "/v1/ledger/transactions/{transaction_id}/void": pending_transaction,
     "/v1/ledger/transactions/{transaction_id}/reverse": posted_transaction,
+    "/v1/payment_methods/{payment_method_id}": card,
 }
 
 
 def routes_with_ids(pool: AsyncConnectionPool, clock: ManualClock) -> list[tuple[str, str]]:
-    app = create_app(Services(pool=pool, clock=clock))
+    app = create_app(Services(pool=pool, clock=clock, vault=fixed_vault()))
     found = sorted({(m, p) for m, p in api_routes(app.routes) if p.startswith("/v1") and "{" in p})
     # The walk must see what the app serves: cross-check against its OpenAPI paths.
     documented = sorted(
@@ -139,10 +149,10 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
     async def b_view() -> dict[str, Json]:
         view: dict[str, Json] = {}
         for object_id in set(targets.values()):
-            kind = ACCOUNTS if object_id.startswith("lacc_") else TRANSACTIONS
+            kind = KINDS[object_id.split("_", 1)[0]]
             view[object_id] = await b.get(f"{kind}/{object_id}")
-        view["accounts"] = await b.get(ACCOUNTS, limit=100)
-        view["transactions"] = await b.get(TRANSACTIONS, limit=100)
+        for kind in KINDS.values():
+            view[kind] = await b.get(kind, limit=100)
         return view
 
     async def counts() -> tuple[int, ...]:
@@ -151,7 +161,8 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
                 await conn.execute(
                     "SELECT (SELECT count(*) FROM ledger_transactions),"
                     " (SELECT count(*) FROM ledger_entries), (SELECT count(*) FROM events),"
-                    " (SELECT count(*) FROM ledger_accounts)"
+                    " (SELECT count(*) FROM ledger_accounts),"
+                    " (SELECT count(*) FROM payment_methods)"
                 )
             ).fetchone()
         assert row is not None

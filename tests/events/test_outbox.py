@@ -24,6 +24,7 @@ WRITE_PATHS = {
         "ledger.transaction.posted",
         "ledger.transaction.reversed",
     ],
+    "/v1/payment_methods": ["payment_method.created"],
 }
 
 
@@ -109,6 +110,10 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     await emitted_by(f"/v1/ledger/transactions/{held2.json()['id']}/void", {})
     reversal = await emitted_by(f"/v1/ledger/transactions/{posted_id}/reverse", {})
     assert [aggregate for _, aggregate, _ in reversal][1] == posted_id
+    [(_, card_id, card)] = await emitted_by(
+        "/v1/payment_methods", {"type": "card", "card": {"token": "tok_visa"}}
+    )
+    assert card == (await client.get(f"/v1/payment_methods/{card_id}", headers=auth)).json()
 
     # A replay, an idempotent repeat and a refused request write no event.
     count = len(await events(pool, merchant.id))
