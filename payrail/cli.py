@@ -52,7 +52,11 @@ def up(
     settings = Settings.from_env()
     if host is not None or port is not None:
         settings = Settings(
-            settings.database_url, settings.data_dir, host or settings.host, port or settings.port
+            settings.database_url,
+            settings.data_dir,
+            host or settings.host,
+            port or settings.port,
+            settings.sandbox_port,
         )
     run_up(settings)
 
@@ -165,6 +169,39 @@ def bench_ledger(
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+@app.command("sandbox-psp")
+def sandbox_psp(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    seed: Annotated[int, typer.Option(help="Seed of the fault draws.")] = 0,
+    fault_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of POSTs that get a fault.")
+    ] = 0.0,
+    hang_seconds: Annotated[
+        float, typer.Option(min=0.0, help="How long timeout faults hang.")
+    ] = 30.0,
+    secret: Annotated[str, typer.Option(help="The Bearer secret clients must send.")] = (
+        "sbx_sk_sandbox"
+    ),
+) -> None:
+    """Run the sandbox PSP, a fake card processor with injectable faults, until Ctrl-C."""
+    # Imported here so that `payrail` starts fast for every other command.
+    from payrail.connectors.sandbox import SandboxConfig
+    from payrail.connectors.sandbox.server import run
+
+    config = SandboxConfig(secret, seed, fault_rate, hang_seconds)
+
+    def ready(url: str) -> None:
+        console.print(
+            f"sandbox PSP listening on {url} (seed {seed}, fault rate {fault_rate}, "
+            f"hang {hang_seconds}s)",
+            soft_wrap=True,  # a wrapped URL is no use to whoever copies it
+        )
+
+    run(config, host, port, ready)
+    console.print("sandbox PSP stopped")
 
 
 @app.command()
