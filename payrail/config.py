@@ -18,6 +18,7 @@ class Settings:
     data_dir: Path
     host: str
     port: int
+    sandbox_port: int = 8100  # the sandbox PSP that `payrail up` runs
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -26,4 +27,5 @@ class Settings:
             data_dir=Path(os.environ.get("PAYRAIL_DATA_DIR") or default_data_dir()),
             host=os.environ.get("PAYRAIL_HOST", "127.0.0.1"),
             port=int(os.environ.get("PAYRAIL_PORT", "8000")),
+            sandbox_port=int(os.environ.get("PAYRAIL_SANDBOX_PORT", "8100")),
         )

@@ -118,6 +118,18 @@ async def _serve(url: str, settings: Settings) -> None:
         await pool.close()
 
 
+@contextmanager
+def _sandbox(settings: Settings) -> Iterator[str]:
+    # Imported here: only `up` runs the sandbox.
+    from payrail.connectors.sandbox import SandboxConfig
+    from payrail.connectors.sandbox.server import run_sandbox
+
+    with run_sandbox(
+        SandboxConfig(), SystemClock(), host=settings.host, port=settings.sandbox_port
+    ) as url:
+        yield url
+
+
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -133,8 +145,9 @@ def up(settings: Settings) -> None:
     )
     console.print(f"database: {where}")
     try:
-        with database(settings) as url:
+        with database(settings) as url, _sandbox(settings) as sandbox_url:
             upgrade(url)
+            console.print(f"sandbox PSP on {sandbox_url} (docs/sandbox-psp.md)")
             asyncio.run(_serve(url, settings))
     finally:
         console.print("payrail stopped")

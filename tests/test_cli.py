@@ -35,6 +35,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "PAYRAIL_DATA_DIR": str(tmp_path / "data"),
         "PAYRAIL_PORT": str(_free_port()),
+        "PAYRAIL_SANDBOX_PORT": str(_free_port()),
     }
     environment.pop("PAYRAIL_DATABASE_URL", None)
     return environment
@@ -106,6 +107,8 @@ def test_up_serves_while_a_second_terminal_creates_a_merchant(
     demo = payrail(env, "demo", "--url", base)
     assert demo.returncode == 0, demo.stderr
     assert "balance_insufficient" in demo.stdout and "replayed=True" in demo.stdout
+    sandbox = httpx.get(f"http://127.0.0.1:{env['PAYRAIL_SANDBOX_PORT']}/health")
+    assert sandbox.json() == {"ok": True}, "up runs a sandbox PSP beside the API"
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])

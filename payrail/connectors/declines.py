@@ -227,6 +227,10 @@ _STRIPE: Final[tuple[tuple[str, str], ...]] = (
     ("stolen_card", "stolen_card"),
     ("stop_payment_order", "stop_payment_order"),
     ("testmode_decline", "testmode_decline"),
+    # The card does not belong to the mode: a real card in test mode, or a test card live.
+    # Stripe sends these as decline codes; no retry can change the card's kind.
+    ("test_mode_live_card", "testmode_decline"),
+    ("live_mode_test_card", "testmode_decline"),
     ("transaction_not_allowed", "transaction_not_allowed"),
     ("try_again_later", "try_again_later"),
     ("withdrawal_count_limit_exceeded", "withdrawal_count_limit_exceeded"),

@@ -1,0 +1,84 @@
+"""The one interface every PSP connector implements, in typed values.
+
+A connector answers with what the provider decided (`ProviderPayment`, `ProviderRefund`,
+a decline included) or raises `ConnectorError` when no decision came back. The error's
+classification says whether the request may have been processed (`in_doubt`: ask the
+provider, never charge again) or certainly was not (`technical`: retry, or fail over).
+Every call carries the caller's idempotency key, deterministic per attempt, so a retry
+of the same attempt can never charge twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from payrail.connectors.declines import Classification, Decision
+from payrail.vault.service import CardSecret
+
+PaymentStatus = Literal["authorized", "captured", "declined", "requires_authentication", "voided"]
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    idempotency_key: str
+    amount: int
+    currency: str  # ISO 4217, upper case
+    capture: bool
+    card: CardSecret
+    reference: str  # payrail's id for the attempt, echoed in the provider's reports
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPayment:
+    provider_id: str
+    status: PaymentStatus
+    amount: int
+    amount_captured: int
+    amount_refunded: int
+    fee: int
+    decline: Classification | None  # when status is "declined"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRefund:
+    provider_id: str
+    payment_provider_id: str
+    amount: int
+    status: Literal["pending", "succeeded", "failed"]
+
+
+class ConnectorError(Exception):
+    """No decision came back. `classification.decision` is TECHNICAL (not processed) or
+    IN_DOUBT (may have been processed)."""
+
+    def __init__(self, classification: Classification) -> None:
+        super().__init__(classification.code)
+        self.classification = classification
+
+    @property
+    def in_doubt(self) -> bool:
+        return self.classification.decision is Decision.IN_DOUBT
+
+
+class Connector(Protocol):
+    provider: str
+
+    async def authorize(self, request: Authorization) -> ProviderPayment: ...
+
+    async def capture(
+        self, idempotency_key: str, provider_id: str, amount: int
+    ) -> ProviderPayment: ...
+
+    async def void(self, idempotency_key: str, provider_id: str) -> ProviderPayment: ...
+
+    async def refund(
+        self, idempotency_key: str, provider_id: str, amount: int
+    ) -> ProviderRefund: ...
+
+    async def payment_status(self, idempotency_key: str) -> ProviderPayment | None:
+        """What the provider made of the request sent with this key; None if it never
+        processed one (so the attempt certainly did not charge)."""
+        ...
+
+    async def refund_status(self, idempotency_key: str) -> ProviderRefund | None: ...
