@@ -1,9 +1,9 @@
 """Envelope encryption of card numbers, keyed fingerprints, the CVC held in memory, rotation.
 
-A card number is sealed with AES-256-GCM under the active data key, with the payment
-method's id and merchant as associated data, so a sealed number copied onto another
-row does not open. Data keys are stored wrapped by the master key (keyring.py) and kept
-unwrapped only in this process's memory.
+A secret (a card number, a connector's credentials) is sealed with AES-256-GCM under the
+active data key, with the row it belongs to as associated data, so a sealed value
+copied onto another row does not open. Data keys are stored wrapped by the master key
+(keyring.py) and kept unwrapped only in this process's memory.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ class CvcStore:
         return cvc if until > now else None
 
 
-def _aad(payment_method_id: str, merchant_id: str) -> bytes:
-    return f"{payment_method_id}|{merchant_id}".encode()
+def card_context(payment_method_id: str, merchant_id: str) -> str:
+    """What a sealed card number is bound to: its payment method and merchant."""
+    return f"{payment_method_id}|{merchant_id}"
 
 
 class Vault:
@@ -87,21 +88,20 @@ class Vault:
             await self._active(conn, purpose, now)
 
     async def seal(
-        self, conn: Conn, payment_method_id: str, merchant_id: str, number: str, now: datetime
+        self, conn: Conn, context: str, plaintext: str, now: datetime
     ) -> tuple[str, bytes]:
-        """(data key id, nonce + ciphertext) of a card number."""
+        """(data key id, nonce + ciphertext) of a secret. `context` names the row it
+        belongs to; it is bound in as associated data, so the sealed value opens only
+        with the same context."""
         key_id, key = await self._active(conn, "data", now)
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = AESGCM(key).encrypt(nonce, number.encode(), _aad(payment_method_id, merchant_id))
+        sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), context.encode())
         return key_id, nonce + sealed
 
-    async def open(
-        self, conn: Conn, payment_method_id: str, merchant_id: str, key_id: str, sealed: bytes
-    ) -> str:
+    async def open(self, conn: Conn, context: str, key_id: str, sealed: bytes) -> str:
         key = self._unwrapped.get(key_id) or self._open_key(await repo.key(conn, key_id))
         nonce, ciphertext = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
-        plain = AESGCM(key).decrypt(nonce, ciphertext, _aad(payment_method_id, merchant_id))
-        return plain.decode()
+        return AESGCM(key).decrypt(nonce, ciphertext, context.encode()).decode()
 
     async def fingerprint(self, conn: Conn, merchant_id: str, number: str, now: datetime) -> str:
         """A keyed HMAC of the number, per merchant: equal for the same card at one

@@ -17,7 +17,7 @@ from payrail.ids import new_id
 from payrail.tenants.scope import Scope
 from payrail.vault import repository as repo
 from payrail.vault.cards import brand, expired, luhn_valid
-from payrail.vault.envelope import Vault
+from payrail.vault.envelope import Vault, card_context
 from payrail.vault.schemas import CardParams, PaymentMethodCreate
 from payrail.vault.test_cards import by_name, by_number
 
@@ -167,7 +167,7 @@ async def create_payment_method(
     known = by_number(card.number)
     payment_method_id = new_id("pm")
     data_key_id, sealed = await vault.seal(
-        conn, payment_method_id, scope.merchant_id, card.number, now
+        conn, card_context(payment_method_id, scope.merchant_id), card.number, now
     )
     row = {
         "id": payment_method_id,
@@ -220,6 +220,7 @@ async def reveal(
     if found is None:
         raise NotFound("payment_method", payment_method_id, param="payment_method")
     data_key_id, sealed, exp_month, exp_year = found
-    number = await vault.open(conn, payment_method_id, scope.merchant_id, data_key_id, sealed)
+    context = card_context(payment_method_id, scope.merchant_id)
+    number = await vault.open(conn, context, data_key_id, sealed)
     cvc = vault.cvcs.take(payment_method_id, clock.now())
     return CardSecret(number, exp_month, exp_year, cvc)

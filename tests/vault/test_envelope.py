@@ -14,11 +14,12 @@ from cryptography.exceptions import InvalidTag
 from psycopg_pool import AsyncConnectionPool
 
 from payrail.clock import ManualClock
-from payrail.vault.envelope import CVC_TTL, CvcStore, Vault
+from payrail.vault.envelope import CVC_TTL, CvcStore, Vault, card_context
 from payrail.vault.keyring import Keyring, MasterKeyError
 from tests.vaults import MASTER_KEY, fixed_keyring
 
 NUMBER = "4242424242424242"
+PM_1, OLD, NEW = (card_context(pm, "mer_a") for pm in ("pm_1", "pm_old", "pm_new"))
 
 
 def b64(key: bytes) -> str:
@@ -95,16 +96,16 @@ async def test_a_sealed_number_opens_only_on_its_own_row(
 ) -> None:
     vault = Vault(fixed_keyring())
     async with pool.connection() as conn:
-        key_id, sealed = await vault.seal(conn, "pm_1", "mer_a", NUMBER, clock.now())
+        key_id, sealed = await vault.seal(conn, PM_1, NUMBER, clock.now())
         assert NUMBER.encode() not in sealed
-        assert await vault.open(conn, "pm_1", "mer_a", key_id, sealed) == NUMBER
+        assert await vault.open(conn, PM_1, key_id, sealed) == NUMBER
         for pm, merchant in (("pm_2", "mer_a"), ("pm_1", "mer_b")):
             with pytest.raises(InvalidTag):
-                await vault.open(conn, pm, merchant, key_id, sealed)
+                await vault.open(conn, card_context(pm, merchant), key_id, sealed)
         # Another process with the same master key opens it from the stored wrapped key.
-        assert await Vault(fixed_keyring()).open(conn, "pm_1", "mer_a", key_id, sealed) == NUMBER
+        assert await Vault(fixed_keyring()).open(conn, PM_1, key_id, sealed) == NUMBER
         with pytest.raises(InvalidTag):
-            await Vault(Keyring({1: bytes(32)}, None)).open(conn, "pm_1", "mer_a", key_id, sealed)
+            await Vault(Keyring({1: bytes(32)}, None)).open(conn, PM_1, key_id, sealed)
 
 
 async def test_rotation_while_running_keeps_every_card_open(
@@ -115,7 +116,7 @@ async def test_rotation_while_running_keeps_every_card_open(
     running = Vault(Keyring({1: MASTER_KEY}, path))  # the API process
     operator = Vault(Keyring({1: MASTER_KEY}, path))  # `payrail keys rotate --master`
     async with pool.connection() as conn:
-        old_key, old_sealed = await running.seal(conn, "pm_old", "mer_a", NUMBER, clock.now())
+        old_key, old_sealed = await running.seal(conn, OLD, NUMBER, clock.now())
         fingerprint = await running.fingerprint(conn, "mer_a", NUMBER, clock.now())
 
         assert operator.keyring.add_version() == 2
@@ -127,15 +128,15 @@ async def test_rotation_while_running_keeps_every_card_open(
 
         # The running process seals new cards under the new data key (its keyring reads
         # the file again for version 2) and still opens the old ones.
-        new_key, new_sealed = await running.seal(conn, "pm_new", "mer_a", NUMBER, clock.now())
+        new_key, new_sealed = await running.seal(conn, NEW, NUMBER, clock.now())
         assert new_key == rotation.data_key_id != old_key
-        assert await running.open(conn, "pm_old", "mer_a", old_key, old_sealed) == NUMBER
+        assert await running.open(conn, OLD, old_key, old_sealed) == NUMBER
         assert await running.fingerprint(conn, "mer_a", NUMBER, clock.now()) == fingerprint
 
         # A process started after the rotation needs only the newest master key.
         fresh = Vault(Keyring({2: operator.keyring.key(2)}, None))
-        assert await fresh.open(conn, "pm_old", "mer_a", old_key, old_sealed) == NUMBER
-        assert await fresh.open(conn, "pm_new", "mer_a", new_key, new_sealed) == NUMBER
+        assert await fresh.open(conn, OLD, old_key, old_sealed) == NUMBER
+        assert await fresh.open(conn, NEW, new_key, new_sealed) == NUMBER
         assert await fresh.fingerprint(conn, "mer_a", NUMBER, clock.now()) == fingerprint
 
 
