@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payrail.api.context import Services
+from payrail.customers.endpoints import router as customers_router
 from payrail.errors import ApiFailure, InvalidRequest, PayrailError
 from payrail.ids import new_id
 from payrail.ledger.endpoints import router as ledger_router
@@ -95,5 +96,6 @@ def create_app(services: Services) -> FastAPI:
         app.add_exception_handler(exc_type, handler)
     app.include_router(ledger_router)
     app.include_router(payment_methods_router)
+    app.include_router(customers_router)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -30,8 +30,11 @@ async def page_ids(
     scope: Scope,
     params: ListParams,
     filters: list[tuple[sql.Composable, Any]] | None = None,
+    *,
+    condition: sql.Composable | None = None,
 ) -> tuple[list[str], bool]:
-    """Ids of one page, and whether more lie beyond it in the direction of travel."""
+    """Ids of one page, and whether more lie beyond it in the direction of travel.
+    `filters` are clauses with one parameter each; `condition`, one with none."""
     if params.starting_after and params.ending_before:
         raise InvalidRequest(
             "You may only specify one of starting_after and ending_before.",
@@ -43,6 +46,8 @@ async def page_ids(
     for clause, value in filters or []:
         where.append(clause)
         args.append(value)
+    if condition is not None:
+        where.append(condition)
     cursor_param, cursor = (
         ("starting_after", params.starting_after)
         if params.starting_after

@@ -40,10 +40,11 @@ def _metadata(value: object) -> object:
 MinorUnits = Annotated[int, Field(gt=0, le=10**15), BeforeValidator(_integer_only)]
 Currency = Annotated[str, BeforeValidator(_currency)]
 MetadataKey = Annotated[str, Field(min_length=1, max_length=40)]
+METADATA_KEYS = 50
 Metadata = Annotated[
     dict[MetadataKey, Annotated[str, Field(max_length=500)]],
     BeforeValidator(_metadata),
-    Field(max_length=50),
+    Field(max_length=METADATA_KEYS),
 ]
 
 

@@ -18,7 +18,7 @@ from payrail.tenants.scope import Scope
 from payrail.vault import repository as repo
 from payrail.vault.cards import brand, expired, luhn_valid
 from payrail.vault.envelope import Vault, card_context
-from payrail.vault.schemas import CardParams, PaymentMethodCreate
+from payrail.vault.schemas import BillingDetails, CardParams, PaymentMethodCreate
 from payrail.vault.test_cards import by_name, by_number
 
 Conn = repo.Conn
@@ -164,6 +164,38 @@ async def create_payment_method(
     now = clock.now()
     card = _card(scope, params.card, now)
     _refuse_wrong_mode(scope, card.number)
+    return await _store(
+        conn, scope, vault, card, now, params.billing_details.model_dump(), params.metadata
+    )
+
+
+def is_test_payment_method(payment_method_id: str) -> bool:
+    """Stripe's `pm_card_visa` and kin: names that stand for a new card in test mode."""
+    return payment_method_id.startswith("pm_card_") and by_name(payment_method_id) is not None
+
+
+async def create_test_payment_method(
+    conn: Conn, scope: Scope, clock: Clock, vault: Vault, name: str, *, param: str
+) -> dict[str, Any]:
+    """A new payment method for one of Stripe's pm_card_* names, as Stripe makes one
+    wherever such a name is given in test mode."""
+    test_card = by_name(name) if name.startswith("pm_card_") else None
+    if test_card is None or scope.livemode:
+        raise NotFound("payment_method", name, param=param)
+    now = clock.now()
+    card = Card(test_card.number, now.month, now.year + 1, None)
+    return await _store(conn, scope, vault, card, now, BillingDetails().model_dump(), {})
+
+
+async def _store(
+    conn: Conn,
+    scope: Scope,
+    vault: Vault,
+    card: Card,
+    now: datetime,
+    billing_details: dict[str, Any],
+    metadata: dict[str, str],
+) -> dict[str, Any]:
     known = by_number(card.number)
     payment_method_id = new_id("pm")
     data_key_id, sealed = await vault.seal(
@@ -182,8 +214,8 @@ async def create_payment_method(
         "fingerprint": await vault.fingerprint(conn, scope.merchant_id, card.number, now),
         "data_key_id": data_key_id,
         "number_sealed": sealed,
-        "billing_details": params.billing_details.model_dump(),
-        "metadata": params.metadata,
+        "billing_details": billing_details,
+        "metadata": metadata,
         "created_at": now,
     }
     await repo.insert_payment_method(conn, scope, row)
@@ -210,6 +242,43 @@ async def list_payment_methods(
     conn: Conn, scope: Scope, ids: Sequence[str]
 ) -> list[dict[str, Any]]:
     return [payment_method_object(r) for r in await repo.fetch_payment_methods(conn, scope, ids)]
+
+
+# Test cards that Stripe refuses to attach: attaching verifies the card, and these decline.
+_DECLINES_ON_ATTACH = frozenset(
+    {
+        "generic_decline",
+        "insufficient_funds",
+        "lost_card",
+        "stolen_card",
+        "expired_card",
+        "incorrect_cvc",
+        "processing_error",
+    }
+)
+
+
+async def verify_for_attach(
+    conn: Conn, scope: Scope, vault: Vault, payment_method_id: str, *, param: str
+) -> None:
+    """Attaching a card verifies it, as Stripe does. In test mode the test card's outcome
+    decides, and a declining card is refused. Live cards are verified by their first
+    authorization, until connectors verify on attach."""
+    if scope.livemode:
+        return
+    found = await repo.sealed_number(conn, scope, payment_method_id)
+    if found is None:
+        raise NotFound("payment_method", payment_method_id, param=param)
+    data_key_id, sealed, _, _ = found
+    context = card_context(payment_method_id, scope.merchant_id)
+    test_card = by_number(await vault.open(conn, context, data_key_id, sealed))
+    if test_card is not None and test_card.outcome in _DECLINES_ON_ATTACH:
+        raise CardError(
+            "Your card was declined.",
+            code="card_declined",
+            decline_code=test_card.outcome,
+            param=param,
+        )
 
 
 async def reveal(

@@ -555,6 +555,14 @@ async def test_openapi_is_served_and_complete(client: httpx.AsyncClient) -> None
         ("post", "/v1/payment_methods"),
         ("get", "/v1/payment_methods"),
         ("get", "/v1/payment_methods/{payment_method_id}"),
+        ("post", "/v1/payment_methods/{payment_method_id}/attach"),
+        ("post", "/v1/payment_methods/{payment_method_id}/detach"),
+        ("post", "/v1/customers"),
+        ("get", "/v1/customers"),
+        ("get", "/v1/customers/{customer_id}"),
+        ("post", "/v1/customers/{customer_id}"),
+        ("delete", "/v1/customers/{customer_id}"),
+        ("get", "/v1/customers/{customer_id}/payment_methods"),
     }
     found = {
         (method, path)

@@ -26,7 +26,9 @@ Json = dict[str, Any]
 ACCOUNTS = "/v1/ledger/accounts"
 TRANSACTIONS = "/v1/ledger/transactions"
 PAYMENT_METHODS = "/v1/payment_methods"
-KINDS = {"lacc": ACCOUNTS, "ltx": TRANSACTIONS, "pm": PAYMENT_METHODS}  # id prefix -> route
+CUSTOMERS = "/v1/customers"
+# id prefix -> route
+KINDS = {"lacc": ACCOUNTS, "ltx": TRANSACTIONS, "pm": PAYMENT_METHODS, "cus": CUSTOMERS}
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,19 @@ async def card(owner: Tenant, tag: str) -> str:
     return payment_method_id
 
 
+async def customer(owner: Tenant, tag: str) -> str:
+    obj = await owner.post(CUSTOMERS, {"email": "jo@example.com", "metadata": {"tag": tag[:40]}})
+    customer_id: str = obj["id"]
+    return customer_id
+
+
+async def attached_card(owner: Tenant, tag: str) -> str:
+    payment_method_id = await card(owner, tag)
+    body = {"customer": await customer(owner, tag)}
+    await owner.post(f"{PAYMENT_METHODS}/{payment_method_id}/attach", body)
+    return payment_method_id
+
+
 # Each route taking an id, and how to make an object of the owner's on which that route
 # would succeed: only then does a 404 for someone else prove isolation, not a state error.
 FACTORIES: dict[str, Factory] = {
@@ -101,6 +116,10 @@ FACTORIES: dict[str, Factory] = {
     "/v1/ledger/transactions/{transaction_id}/void": pending_transaction,
     "/v1/ledger/transactions/{transaction_id}/reverse": posted_transaction,
     "/v1/payment_methods/{payment_method_id}": card,
+    "/v1/payment_methods/{payment_method_id}/attach": card,
+    "/v1/payment_methods/{payment_method_id}/detach": attached_card,
+    "/v1/customers/{customer_id}": customer,
+    "/v1/customers/{customer_id}/payment_methods": customer,
 }
 
 
@@ -162,7 +181,8 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
                     "SELECT (SELECT count(*) FROM ledger_transactions),"
                     " (SELECT count(*) FROM ledger_entries), (SELECT count(*) FROM events),"
                     " (SELECT count(*) FROM ledger_accounts),"
-                    " (SELECT count(*) FROM payment_methods)"
+                    " (SELECT count(*) FROM payment_methods), (SELECT count(*) FROM customers),"
+                    " (SELECT count(*) FROM payment_methods WHERE customer_id IS NOT NULL)"
                 )
             ).fetchone()
         assert row is not None
@@ -176,6 +196,11 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
             headers["Idempotency-Key"] = key
         return await client.request(method, fill(path, object_id), json=body, headers=headers)
 
+    # Attaching needs a customer: each caller names one of its own.
+    own_customer = {
+        name: await customer(tenant, name)
+        for name, tenant in (("test", a), ("live", a_live), ("owner", b))
+    }
     before, before_counts = await b_view(), await counts()
     for (method, path), object_id in targets.items():
         prefix = object_id.split("_", 1)[0]
@@ -185,6 +210,8 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
         if path.endswith("/post"):
             bodies.append({"amount": 1})
         for intruder_name, intruder in (("test", a), ("live", a_live)):
+            if path.endswith("/attach"):
+                bodies = [{"customer": own_customer[intruder_name]}]
             for number, body in enumerate(bodies):
                 key = f"{intruder_name}-{method}-{path}-{number}"
                 reply = await attempt(intruder, method, path, object_id, body, key)
@@ -205,7 +232,8 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
 
     # The owner can use every one of those routes on the same objects.
     for (method, path), object_id in targets.items():
-        reply = await client.request(method, fill(path, object_id), headers=b.headers)
+        body = {"customer": own_customer["owner"]} if path.endswith("/attach") else None
+        reply = await client.request(method, fill(path, object_id), json=body, headers=b.headers)
         assert reply.status_code == 200, (method, path, reply.text)
 
 

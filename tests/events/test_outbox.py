@@ -25,6 +25,10 @@ WRITE_PATHS = {
         "ledger.transaction.reversed",
     ],
     "/v1/payment_methods": ["payment_method.created"],
+    "/v1/payment_methods/{payment_method_id}/attach": ["payment_method.attached"],
+    "/v1/payment_methods/{payment_method_id}/detach": ["payment_method.detached"],
+    "/v1/customers": ["customer.created"],
+    "/v1/customers/{customer_id}": ["customer.updated"],
 }
 
 
@@ -114,6 +118,14 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
         "/v1/payment_methods", {"type": "card", "card": {"token": "tok_visa"}}
     )
     assert card == (await client.get(f"/v1/payment_methods/{card_id}", headers=auth)).json()
+    [(_, customer_id, _)] = await emitted_by("/v1/customers", {"email": "jo@example.com"})
+    await emitted_by(f"/v1/customers/{customer_id}", {"name": "Jo"})
+    [(_, _, attached)] = await emitted_by(
+        f"/v1/payment_methods/{card_id}/attach", {"customer": customer_id}
+    )
+    assert attached["customer"] == customer_id
+    [(_, _, detached)] = await emitted_by(f"/v1/payment_methods/{card_id}/detach", {})
+    assert detached["customer"] is None
 
     # A replay, an idempotent repeat and a refused request write no event.
     count = len(await events(pool, merchant.id))
