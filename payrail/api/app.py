@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payrail.api.context import Services
+from payrail.connectors.accounts.endpoints import router as connector_accounts_router
 from payrail.customers.endpoints import router as customers_router
 from payrail.errors import ApiFailure, InvalidRequest, PayrailError
 from payrail.ids import new_id
@@ -97,5 +98,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(ledger_router)
     app.include_router(payment_methods_router)
     app.include_router(customers_router)
+    app.include_router(connector_accounts_router)
     app.add_middleware(RequestIdMiddleware)
     return app

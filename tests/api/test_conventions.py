@@ -563,6 +563,14 @@ async def test_openapi_is_served_and_complete(client: httpx.AsyncClient) -> None
         ("post", "/v1/customers/{customer_id}"),
         ("delete", "/v1/customers/{customer_id}"),
         ("get", "/v1/customers/{customer_id}/payment_methods"),
+        ("post", "/v1/connector_accounts"),
+        ("get", "/v1/connector_accounts"),
+        ("get", "/v1/connector_accounts/{connector_account_id}"),
+        ("post", "/v1/connector_accounts/{connector_account_id}"),
+        ("post", "/v1/routing_rules"),
+        ("get", "/v1/routing_rules"),
+        ("get", "/v1/routing_rules/{routing_rule_id}"),
+        ("delete", "/v1/routing_rules/{routing_rule_id}"),
     }
     found = {
         (method, path)

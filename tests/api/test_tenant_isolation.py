@@ -27,8 +27,17 @@ ACCOUNTS = "/v1/ledger/accounts"
 TRANSACTIONS = "/v1/ledger/transactions"
 PAYMENT_METHODS = "/v1/payment_methods"
 CUSTOMERS = "/v1/customers"
+CONNECTOR_ACCOUNTS = "/v1/connector_accounts"
+ROUTING_RULES = "/v1/routing_rules"
 # id prefix -> route
-KINDS = {"lacc": ACCOUNTS, "ltx": TRANSACTIONS, "pm": PAYMENT_METHODS, "cus": CUSTOMERS}
+KINDS = {
+    "lacc": ACCOUNTS,
+    "ltx": TRANSACTIONS,
+    "pm": PAYMENT_METHODS,
+    "cus": CUSTOMERS,
+    "ca": CONNECTOR_ACCOUNTS,
+    "rr": ROUTING_RULES,
+}
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,20 @@ async def attached_card(owner: Tenant, tag: str) -> str:
     return payment_method_id
 
 
+async def connector_account(owner: Tenant, tag: str) -> str:
+    body = {"provider": "stripe", "credentials": {"secret": "sk_test_isolation_4242"}}
+    obj = await owner.post(CONNECTOR_ACCOUNTS, {**body, "metadata": {"tag": tag[:500]}})
+    connector_account_id: str = obj["id"]
+    return connector_account_id
+
+
+async def routing_rule(owner: Tenant, tag: str) -> str:
+    chain = [await connector_account(owner, tag)]
+    obj = await owner.post(ROUTING_RULES, {"priority": 1, "connector_accounts": chain})
+    routing_rule_id: str = obj["id"]
+    return routing_rule_id
+
+
 # Each route taking an id, and how to make an object of the owner's on which that route
 # would succeed: only then does a 404 for someone else prove isolation, not a state error.
 FACTORIES: dict[str, Factory] = {
@@ -120,6 +143,8 @@ FACTORIES: dict[str, Factory] = {
     "/v1/payment_methods/{payment_method_id}/detach": attached_card,
     "/v1/customers/{customer_id}": customer,
     "/v1/customers/{customer_id}/payment_methods": customer,
+    "/v1/connector_accounts/{connector_account_id}": connector_account,
+    "/v1/routing_rules/{routing_rule_id}": routing_rule,
 }
 
 

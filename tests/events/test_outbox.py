@@ -29,6 +29,9 @@ WRITE_PATHS = {
     "/v1/payment_methods/{payment_method_id}/detach": ["payment_method.detached"],
     "/v1/customers": ["customer.created"],
     "/v1/customers/{customer_id}": ["customer.updated"],
+    "/v1/connector_accounts": ["connector_account.created"],
+    "/v1/connector_accounts/{connector_account_id}": ["connector_account.updated"],
+    "/v1/routing_rules": ["routing_rule.created"],
 }
 
 
@@ -126,6 +129,17 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     assert attached["customer"] == customer_id
     [(_, _, detached)] = await emitted_by(f"/v1/payment_methods/{card_id}/detach", {})
     assert detached["customer"] is None
+
+    [(_, connector_account_id, connector_account)] = await emitted_by(
+        "/v1/connector_accounts",
+        {"provider": "stripe", "credentials": {"secret": "sk_test_outbox_4242"}},
+    )
+    retrieved = await client.get(f"/v1/connector_accounts/{connector_account_id}", headers=auth)
+    assert connector_account == retrieved.json()
+    await emitted_by(f"/v1/connector_accounts/{connector_account_id}", {"enabled": False})
+    await emitted_by(
+        "/v1/routing_rules", {"priority": 1, "connector_accounts": [connector_account_id]}
+    )
 
     # A replay, an idempotent repeat and a refused request write no event.
     count = len(await events(pool, merchant.id))

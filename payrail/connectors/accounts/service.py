@@ -1,0 +1,342 @@
+"""Connector accounts and routing rules. Each write runs inside the caller's transaction
+and writes its outbox event there.
+
+An account's credentials are sealed by the vault, bound to the account and merchant, the
+moment they arrive; afterwards only `connector_for` opens them, to build the connector
+for a payment. No object, event, log line or error carries them: only their last 4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from payrail.clock import Clock, unix
+from payrail.connectors import routing
+from payrail.connectors.accounts import repository as repo
+from payrail.connectors.accounts.schemas import (
+    ConnectorAccountCreate,
+    ConnectorAccountUpdate,
+    RoutingRuleCreate,
+)
+from payrail.connectors.base import Connector
+from payrail.connectors.sandbox_connector import SandboxConnector
+from payrail.errors import InvalidRequest, NotFound, ResourceMissing
+from payrail.events.outbox import OutboxEvent, emit
+from payrail.ids import new_id
+from payrail.tenants.scope import Scope
+from payrail.vault.envelope import Vault
+
+Conn = repo.Conn
+
+MAX_METADATA_KEYS = 50
+
+
+class ConnectorNotImplemented(InvalidRequest):
+    """The account's provider has no connector in this version of payrail yet."""
+
+    def __init__(self, account_id: str, provider: str) -> None:
+        super().__init__(
+            f"Connector account {account_id} uses provider '{provider}', whose connector is"
+            " not implemented yet: only 'sandbox' accounts can take payments for now.",
+            param="connector_account",
+            code="connector_not_implemented",
+        )
+
+
+def credentials_context(account_id: str, merchant_id: str) -> str:
+    """What sealed credentials are bound to: sealed credentials copied onto another
+    account, or another merchant's, do not open."""
+    return f"{account_id}|{merchant_id}|credentials"
+
+
+def connector_account_object(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "connector_account",
+        "provider": row["provider"],
+        "name": row["name"],
+        "base_url": row["base_url"],
+        "currencies": [c.lower() for c in row["currencies"]],
+        "enabled": row["enabled"],
+        "credentials_last4": row["credentials_last4"],
+        "metadata": row["metadata"],
+        "created": unix(row["created_at"]),
+        "updated": unix(row["updated_at"]),
+        "livemode": row["livemode"],
+    }
+
+
+def routing_rule_object(row: dict[str, Any]) -> dict[str, Any]:
+    conditions = row["conditions"]
+    return {
+        "id": row["id"],
+        "object": "routing_rule",
+        "priority": row["priority"],
+        "conditions": {
+            "currencies": [c.lower() for c in conditions["currencies"]],
+            "countries": conditions["countries"],
+            "payment_methods": conditions["payment_methods"],
+            "min_amount": conditions["min_amount"],
+            "max_amount": conditions["max_amount"],
+        },
+        "connector_accounts": list(row["connector_accounts"]),
+        "created": unix(row["created_at"]),
+        "livemode": row["livemode"],
+    }
+
+
+def _check_transport(scope: Scope, base_url: str | None) -> None:
+    # Live credentials travel to base_url with every call: never in clear text.
+    if scope.livemode and base_url is not None and not base_url.startswith("https://"):
+        raise InvalidRequest(
+            "Invalid base_url: in live mode it must be an https URL, as the credentials are"
+            " sent to it.",
+            param="base_url",
+            code="parameter_invalid",
+        )
+
+
+async def create_connector_account(
+    conn: Conn, scope: Scope, clock: Clock, vault: Vault, params: ConnectorAccountCreate
+) -> dict[str, Any]:
+    _check_transport(scope, params.base_url)
+    now = clock.now()
+    account_id = new_id("ca")
+    secret = params.credentials.secret
+    data_key_id, sealed = await vault.seal(
+        conn, credentials_context(account_id, scope.merchant_id), secret, now
+    )
+    row = {
+        "id": account_id,
+        "livemode": scope.livemode,
+        "provider": params.provider,
+        "name": params.name if params.name is not None else params.provider,
+        "base_url": params.base_url,
+        "currencies": params.currencies,
+        "enabled": params.enabled,
+        "data_key_id": data_key_id,
+        "credentials_sealed": sealed,
+        "credentials_last4": secret[-4:],
+        "metadata": params.metadata,
+        "created_at": now,
+        "updated_at": now,
+    }
+    await repo.insert_account(conn, scope, row)
+    obj = connector_account_object(row)
+    await emit(
+        conn,
+        scope,
+        now,
+        [OutboxEvent("connector_account.created", "connector_account", account_id, obj)],
+    )
+    return obj
+
+
+async def get_connector_account(conn: Conn, scope: Scope, account_id: str) -> dict[str, Any]:
+    rows = await repo.fetch_accounts(conn, scope, [account_id])
+    if not rows:
+        raise NotFound("connector_account", account_id)
+    return connector_account_object(rows[0])
+
+
+async def list_connector_accounts(
+    conn: Conn, scope: Scope, ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    return [connector_account_object(r) for r in await repo.fetch_accounts(conn, scope, ids)]
+
+
+def _merged_metadata(current: dict[str, str], update: dict[str, str] | None) -> dict[str, str]:
+    """Stripe's update: keys merge, an empty value deletes its key; None clears all."""
+    if update is None:
+        return {}
+    merged = {**current, **update}
+    merged = {k: v for k, v in merged.items() if v != ""}
+    if len(merged) > MAX_METADATA_KEYS:
+        raise InvalidRequest(
+            f"Invalid metadata: an object can have at most {MAX_METADATA_KEYS} metadata keys.",
+            param="metadata",
+            code="parameter_invalid",
+        )
+    return merged
+
+
+async def update_connector_account(
+    conn: Conn,
+    scope: Scope,
+    clock: Clock,
+    vault: Vault,
+    account_id: str,
+    params: ConnectorAccountUpdate,
+) -> dict[str, Any]:
+    """Change the fields sent. An update that changes nothing writes nothing and emits no
+    event, so retrying one is harmless."""
+    row = await repo.lock_account(conn, scope, account_id)
+    if row is None:
+        raise NotFound("connector_account", account_id)
+    given = params.model_fields_set
+    new = dict(row)
+    for name in ("name", "enabled", "currencies"):
+        if name in given:
+            new[name] = getattr(params, name)
+    if "base_url" in given:
+        if params.base_url is None and row["provider"] == "sandbox":
+            raise InvalidRequest(
+                "Invalid base_url: a sandbox account cannot be without one; it is the URL"
+                " the sandbox PSP runs at.",
+                param="base_url",
+                code="parameter_invalid",
+            )
+        _check_transport(scope, params.base_url)
+        new["base_url"] = params.base_url
+    if "metadata" in given:
+        new["metadata"] = _merged_metadata(row["metadata"], params.metadata)
+    sealed: tuple[str, bytes] | None = None
+    now = clock.now()
+    if params.credentials is not None:
+        secret = params.credentials.secret
+        sealed = await vault.seal(
+            conn, credentials_context(account_id, scope.merchant_id), secret, now
+        )
+        new["credentials_last4"] = secret[-4:]
+    if sealed is None and new == row:
+        return connector_account_object(row)
+    new["updated_at"] = now
+    await repo.update_account(conn, scope, new, sealed)
+    obj = connector_account_object(new)
+    await emit(
+        conn,
+        scope,
+        now,
+        [OutboxEvent("connector_account.updated", "connector_account", account_id, obj)],
+    )
+    return obj
+
+
+def _mode(livemode: bool) -> str:
+    return "live" if livemode else "test"
+
+
+async def _check_chain(conn: Conn, scope: Scope, ids: Sequence[str]) -> None:
+    """Each account named once, and each the caller's own, in the caller's mode."""
+    for index, account_id in enumerate(ids):
+        if account_id in ids[:index]:
+            raise InvalidRequest(
+                f"Invalid connector_accounts[{index}]: '{account_id}' is already named at"
+                f" connector_accounts[{ids.index(account_id)}]; name each account once.",
+                param=f"connector_accounts[{index}]",
+                code="parameter_invalid",
+            )
+    modes = await repo.account_modes(conn, scope.merchant_id, ids)
+    for index, account_id in enumerate(ids):
+        param = f"connector_accounts[{index}]"
+        mode = modes.get(account_id)
+        if mode is None:
+            raise NotFound("connector_account", account_id, param=param)
+        if mode != scope.livemode:
+            # Stripe's wording: the merchant's own account, but of the other mode.
+            raise ResourceMissing(
+                f"No such connector_account: '{account_id}'; a similar object exists in"
+                f" {_mode(mode)} mode, but a {_mode(scope.livemode)} mode key was used to"
+                " make this request.",
+                param=param,
+                code="resource_missing",
+            )
+
+
+async def create_routing_rule(
+    conn: Conn, scope: Scope, clock: Clock, params: RoutingRuleCreate
+) -> dict[str, Any]:
+    await _check_chain(conn, scope, params.connector_accounts)
+    now = clock.now()
+    rule_id = new_id("rr")
+    row = {
+        "id": rule_id,
+        "livemode": scope.livemode,
+        "priority": params.priority,
+        "conditions": params.conditions.model_dump(),
+        "connector_accounts": params.connector_accounts,
+        "created_at": now,
+    }
+    await repo.insert_rule(conn, scope, row)
+    obj = routing_rule_object(row)
+    await emit(
+        conn, scope, now, [OutboxEvent("routing_rule.created", "routing_rule", rule_id, obj)]
+    )
+    return obj
+
+
+async def get_routing_rule(conn: Conn, scope: Scope, rule_id: str) -> dict[str, Any]:
+    rows = await repo.fetch_rules(conn, scope, [rule_id])
+    if not rows:
+        raise NotFound("routing_rule", rule_id)
+    return routing_rule_object(rows[0])
+
+
+async def list_routing_rules(conn: Conn, scope: Scope, ids: Sequence[str]) -> list[dict[str, Any]]:
+    return [routing_rule_object(r) for r in await repo.fetch_rules(conn, scope, ids)]
+
+
+async def delete_routing_rule(
+    conn: Conn, scope: Scope, clock: Clock, rule_id: str
+) -> dict[str, Any]:
+    """Stripe's deletion: the answer is a stub; the event carries the rule as it was."""
+    row = await repo.delete_rule(conn, scope, rule_id)
+    if row is None:
+        raise NotFound("routing_rule", rule_id)
+    obj = routing_rule_object(row)
+    await emit(
+        conn,
+        scope,
+        clock.now(),
+        [OutboxEvent("routing_rule.deleted", "routing_rule", rule_id, obj)],
+    )
+    return {"id": rule_id, "object": "routing_rule", "deleted": True}
+
+
+def _conditions(stored: dict[str, Any]) -> routing.Conditions:
+    return routing.Conditions(
+        currencies=frozenset(stored["currencies"]),
+        countries=frozenset(stored["countries"]),
+        payment_methods=frozenset(stored["payment_methods"]),
+        min_amount=stored["min_amount"],
+        max_amount=stored["max_amount"],
+    )
+
+
+async def load_routing(
+    conn: Conn, scope: Scope
+) -> tuple[list[routing.Rule], list[routing.Account]]:
+    """The merchant's rules and accounts in this mode, as `routing.route` takes them.
+    Rules of equal priority keep their creation order (route sorts stably); accounts come
+    oldest first, the order they are offered in when no rule matches."""
+    rules, accounts = await repo.routing(conn, scope)
+    return (
+        [
+            routing.Rule(
+                r["priority"], _conditions(r["conditions"]), tuple(r["connector_accounts"])
+            )
+            for r in rules
+        ],
+        [
+            routing.Account(account_id, enabled, frozenset(currencies))
+            for account_id, enabled, currencies in accounts
+        ],
+    )
+
+
+async def connector_for(conn: Conn, scope: Scope, vault: Vault, account_id: str) -> Connector:
+    """The connector for one account, its credentials opened. A disabled account still
+    gets one: an in-doubt attempt made through it must be resolved by asking it.
+
+    The caller owns the connector's HTTP client (`SandboxConnector.aclose`)."""
+    found = await repo.sealed_credentials(conn, scope, account_id)
+    if found is None:
+        raise NotFound("connector_account", account_id, param="connector_account")
+    provider, base_url, data_key_id, sealed = found
+    if provider != "sandbox":
+        raise ConnectorNotImplemented(account_id, provider)
+    assert base_url is not None  # connector_accounts_sandbox_base_url
+    context = credentials_context(account_id, scope.merchant_id)
+    secret = await vault.open(conn, context, data_key_id, sealed)
+    return SandboxConnector(base_url, secret)
