@@ -185,18 +185,47 @@ def sandbox_psp(
     secret: Annotated[str, typer.Option(help="The Bearer secret clients must send.")] = (
         "sbx_sk_sandbox"
     ),
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Where to POST an event on every state change.")
+    ] = None,
+    webhook_secret: Annotated[
+        str, typer.Option(help="Signs the events (Sandbox-Signature header).")
+    ] = "whsec_sandbox",
+    webhook_duplicate_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of events delivered twice.")
+    ] = 0.0,
+    webhook_delay_ms: Annotated[
+        int,
+        typer.Option(
+            min=0, max=600_000, help="Most extra delay per delivery, so events arrive out of order."
+        ),
+    ] = 0,
 ) -> None:
     """Run the sandbox PSP, a fake card processor with injectable faults, until Ctrl-C."""
     # Imported here so that `payrail` starts fast for every other command.
     from payrail.connectors.sandbox import SandboxConfig
     from payrail.connectors.sandbox.server import run
 
-    config = SandboxConfig(secret, seed, fault_rate, hang_seconds)
+    try:
+        config = SandboxConfig(
+            secret=secret,
+            seed=seed,
+            fault_rate=fault_rate,
+            hang_seconds=hang_seconds,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            webhook_duplicate_rate=webhook_duplicate_rate,
+            webhook_delay_ms=webhook_delay_ms,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    # Not the URL itself: it may carry a token, and this line ends up in logs.
+    webhooks = "webhooks on" if webhook_url else "no webhooks"
 
     def ready(url: str) -> None:
         console.print(
             f"sandbox PSP listening on {url} (seed {seed}, fault rate {fault_rate}, "
-            f"hang {hang_seconds}s)",
+            f"hang {hang_seconds}s, {webhooks})",
             soft_wrap=True,  # a wrapped URL is no use to whoever copies it
         )
 

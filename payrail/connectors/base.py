@@ -6,12 +6,18 @@ classification says whether the request may have been processed (`in_doubt`: ask
 provider, never charge again) or certainly was not (`technical`: retry, or fail over).
 Every call carries the caller's idempotency key, deterministic per attempt, so a retry
 of the same attempt can never charge twice.
+
+Providers also report changes on their own, by webhook: `parse_webhook` checks that a
+delivery is the provider's (signature and age) and turns it into a `ProviderEvent`, or
+raises `WebhookRejected`. Deliveries may repeat (dedupe on `ProviderEvent.id`) and arrive
+out of order (drop one whose `sequence` is below the last applied for its object).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from payrail.connectors.declines import Classification, Decision
 from payrail.vault.service import CardSecret
@@ -48,6 +54,21 @@ class ProviderRefund:
     status: Literal["pending", "succeeded", "failed"]
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderEvent:
+    id: str  # the provider's event id, for deduplication
+    type: str  # provider's type, e.g. "payment.captured"
+    object_id: str  # the payment/refund/dispute id at the provider
+    sequence: int  # per-object order; older ones are stale
+    created: int
+    payload: dict[str, Any]  # the object the event is about, as the provider sent it
+
+
+class WebhookRejected(Exception):
+    """Not a delivery to trust: bad or missing signature, too old (or new), unparsable.
+    The message says which, never quoting the body or the secret; answer 400."""
+
+
 class ConnectorError(Exception):
     """No decision came back. `classification.decision` is TECHNICAL (not processed) or
     IN_DOUBT (may have been processed)."""
@@ -82,3 +103,8 @@ class Connector(Protocol):
         ...
 
     async def refund_status(self, idempotency_key: str) -> ProviderRefund | None: ...
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: int) -> ProviderEvent:
+        """The event in a webhook delivery, once its signature over the raw ``body`` and
+        its timestamp (against ``now``, unix seconds) check out; else `WebhookRejected`."""
+        ...

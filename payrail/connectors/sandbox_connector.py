@@ -4,18 +4,39 @@ Whether a failed call may have charged is decided by what reached the wire: a re
 connection sent nothing (technical); a timeout or a dropped connection after sending may
 have been processed (in doubt). The sandbox documents one 5xx as unprocessed, 503
 `unavailable`, so that one alone is technical; any other 5xx is in doubt.
+
+Its webhooks are signed as Stripe's are (docs/sandbox-psp.md, "Webhooks"); `parse_webhook`
+checks them the way Stripe's libraries check `Stripe-Signature`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
+import orjson
 
-from payrail.connectors.base import Authorization, ConnectorError, ProviderPayment, ProviderRefund
+from payrail.connectors.base import (
+    Authorization,
+    ConnectorError,
+    ProviderEvent,
+    ProviderPayment,
+    ProviderRefund,
+    WebhookRejected,
+)
 from payrail.connectors.declines import classify, classify_transport
 
 PROVIDER = "sandbox"
+SIGNATURE_HEADER = "Sandbox-Signature"
+DEFAULT_WEBHOOK_SECRET = "whsec_sandbox"
+# How far a delivery's signed timestamp may be from now, either way: Stripe's default. A
+# captured delivery replayed later than this is refused.
+WEBHOOK_TOLERANCE_SECONDS = 300
+# Unix seconds have 10 digits until 2286; more is garbage (and int() of a huge string is slow).
+_MAX_TIMESTAMP_DIGITS = 12
 
 
 def _payment(body: dict[str, Any]) -> ProviderPayment:
@@ -45,7 +66,11 @@ class SandboxConnector:
         *,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
     ) -> None:
+        if not webhook_secret:
+            raise ValueError("the webhook secret must not be empty")
+        self._webhook_secret = webhook_secret.encode()
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {secret}"},
@@ -112,6 +137,92 @@ class SandboxConnector:
     async def refund_status(self, idempotency_key: str) -> ProviderRefund | None:
         found = await self._call("GET", "/v1/refunds", params={"idempotency_key": idempotency_key})
         return _refund(found["data"][0]) if found["data"] else None
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: int) -> ProviderEvent:
+        return parse_event(self._webhook_secret, headers, body, now)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    # Framework header maps ignore case; a plain dict may not.
+    value = headers.get(name)
+    if value is not None:
+        return value
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+
+
+def _signature_parts(header: str) -> tuple[int, list[bytes]]:
+    """The timestamp and every ``v1`` signature of ``t=<unix>,v1=<hex>[,v1=<hex>...]``;
+    other schemes are ignored, as Stripe's libraries ignore them."""
+    timestamps: list[str] = []
+    signatures: list[bytes] = []
+    for item in header.split(","):
+        scheme, _, value = item.strip().partition("=")
+        if scheme == "t":
+            timestamps.append(value)
+        elif scheme == "v1" and value:
+            signatures.append(value.encode())
+    if len(timestamps) != 1 or not signatures:
+        raise WebhookRejected(f"{SIGNATURE_HEADER} needs one timestamp and a v1 signature.")
+    stamp = timestamps[0]
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= _MAX_TIMESTAMP_DIGITS):
+        raise WebhookRejected(f"{SIGNATURE_HEADER} has a malformed timestamp.")
+    return int(stamp), signatures
+
+
+def _verify(secret: bytes, headers: Mapping[str, str], body: bytes, now: int) -> None:
+    header = _header(headers, SIGNATURE_HEADER)
+    if header is None:
+        raise WebhookRejected(f"The {SIGNATURE_HEADER} header is missing.")
+    timestamp, signatures = _signature_parts(header)
+    expected = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    # Every candidate is compared in full, in constant time: which one matched, or how much
+    # of a forgery did, leaks nothing. Several v1 values come while a secret is rolled.
+    matched = False
+    for candidate in signatures:
+        matched |= hmac.compare_digest(expected.encode(), candidate)
+    if not matched:
+        raise WebhookRejected(f"No {SIGNATURE_HEADER} v1 signature matches the body.")
+    # Checked after the signature, so the timestamp judged is one the provider signed.
+    if abs(now - timestamp) > WEBHOOK_TOLERANCE_SECONDS:
+        raise WebhookRejected(
+            f"The webhook timestamp is more than {WEBHOOK_TOLERANCE_SECONDS} s from now."
+        )
+
+
+def _integer(value: object) -> int | None:
+    return value if type(value) is int else None  # bool is an int subclass
+
+
+def parse_event(secret: bytes, headers: Mapping[str, str], body: bytes, now: int) -> ProviderEvent:
+    """A verified sandbox webhook as a `ProviderEvent` whose payload is the event's
+    ``data.object``; `WebhookRejected` otherwise."""
+    _verify(secret, headers, body, now)
+    try:
+        event = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # from None: the decode error keeps the whole body in its ``doc``.
+        raise WebhookRejected("The webhook body is not JSON.") from None
+    if not isinstance(event, dict):
+        raise WebhookRejected("The webhook body is not a sandbox event.")
+    data = event.get("data")
+    payload = data.get("object") if isinstance(data, dict) else None
+    object_id = payload.get("id") if isinstance(payload, dict) else None
+    event_id, event_type = event.get("id"), event.get("type")
+    created, sequence = _integer(event.get("created")), _integer(event.get("sequence"))
+    if (
+        event.get("object") != "event"
+        or not isinstance(event_id, str)
+        or not event_id
+        or not isinstance(event_type, str)
+        or not isinstance(payload, dict)
+        or not isinstance(object_id, str)
+        or created is None
+        or sequence is None
+        or sequence < 1
+    ):
+        raise WebhookRejected("The webhook body is not a sandbox event.")
+    return ProviderEvent(event_id, event_type, object_id, sequence, created, payload)
 
 
 def _error_code(reply: httpx.Response) -> str | None:

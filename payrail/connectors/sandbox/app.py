@@ -7,13 +7,18 @@ the key's stored reply, refuses a different request (409), or is processed and i
 stored. Processing is synchronous, so a payment and the record of the reply that made it
 are written together. A fault "after" then replaces or delays the answer, never what was
 stored: a retry with the same key gets what processing produced.
+
+Every state change also makes a webhook event, in the same synchronous step as the change
+(so a replay, which changes nothing, makes none); ``webhooks`` delivers it in the
+background, after the reply has gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +32,12 @@ from starlette.routing import Route
 
 from payrail.clock import Clock, unix
 from payrail.connectors.sandbox import processor, schemas
-from payrail.connectors.sandbox.config import SandboxConfig
+from payrail.connectors.sandbox.config import MAX_WEBHOOK_DELAY_MS, SandboxConfig, check_webhook_url
 from payrail.connectors.sandbox.errors import SandboxError, invalid_request, resource_missing
 from payrail.connectors.sandbox.faults import HEADER, Fault, FaultKind, FaultPlan
 from payrail.connectors.sandbox.processor import Payment
 from payrail.connectors.sandbox.store import Record, Reply, Store
+from payrail.connectors.sandbox.webhooks import EVENT_TYPES, Event, Sender, WebhookSettings
 from payrail.ids import new_id
 
 log = structlog.get_logger(__name__)
@@ -88,6 +94,13 @@ class Sandbox:
         self.clock = clock
         self.store = Store()
         self.plan = FaultPlan(config.fault_rate, config.seed, config.hang_seconds)
+        self.hooks = WebhookSettings.of(config)
+        self.sender = Sender(
+            clock,
+            self.store.add_delivery,
+            retry_seconds=config.webhook_retry_seconds,
+            timeout_seconds=config.webhook_timeout_seconds,
+        )
 
     # -- the pipeline every request goes through ---------------------------------------
 
@@ -197,6 +210,19 @@ class Sandbox:
     def _now(self) -> int:
         return unix(self.clock.now())
 
+    def _emit(self, type: str, made: dict[str, Any]) -> None:
+        """Record the event for a state change of ``made`` (an object's JSON) and start
+        sending it; synchronous, so it is part of the change it reports."""
+        if type not in EVENT_TYPES:
+            raise AssertionError(f"no such event type: {type}")
+        object_id: str = made["id"]
+        sequence = self.store.next_sequence(object_id)
+        event = Event(new_id("sbxevt"), type, self._now(), sequence, made)
+        self.store.add_event(event)
+        log.info("sandbox event", event_id=event.id, type=type, object=object_id, sequence=sequence)
+        # The seed of the moment, as for faults: draws depend on it and the event id only.
+        self.sender.send(event, self.hooks, self.plan.seed)
+
     def _payment(self, payment_id: str) -> Payment:
         payment = self.store.payments.get(payment_id)
         if payment is None:
@@ -221,6 +247,7 @@ class Sandbox:
             reference=payment.reference,
             idempotency_key=key,
         )
+        self._emit(f"payment.{payment.status}", payment.to_json())
         return _ok(payment.to_json())
 
     def _capture(self, payment_id: str) -> Process:
@@ -229,6 +256,7 @@ class Sandbox:
             payment = processor.capture(self._payment(payment_id), amount)
             self.store.update_payment(payment)
             log.info("sandbox capture", payment=payment.id, amount=payment.amount_captured)
+            self._emit("payment.captured", payment.to_json())
             return _ok(payment.to_json())
 
         return process
@@ -239,6 +267,7 @@ class Sandbox:
             payment = processor.void(self._payment(payment_id))
             self.store.update_payment(payment)
             log.info("sandbox void", payment=payment.id)
+            self._emit("payment.voided", payment.to_json())
             return _ok(payment.to_json())
 
         return process
@@ -255,6 +284,7 @@ class Sandbox:
             )
             self.store.add_refund(payment, refund)
             log.info("sandbox refund", payment=payment.id, refund=refund.id, amount=refund.amount)
+            self._emit("refund.succeeded", refund.to_json())
             return _ok(refund.to_json())
 
         return process
@@ -308,28 +338,76 @@ class Sandbox:
         body = _Body.parse(await request.body())
         if body.error is not None:
             raise body.error
-        self.plan = _fault_plan(body.value, self.plan)
-        log.info("sandbox faults set", **self.plan.to_json())
-        return _response(_ok(self.plan.to_json()))
+        self.plan, self.hooks = _settings(body.value, self.plan, self.hooks)
+        log.info(
+            "sandbox faults set",
+            **self.plan.to_json(),
+            webhooks=self.hooks.url is not None,  # not the URL: it may carry a token
+            webhook_duplicate_rate=self.hooks.duplicate_rate,
+            webhook_delay_ms=self.hooks.delay_ms,
+        )
+        reply = self.plan.to_json()
+        # The webhook settings (never the secret) once they matter or were asked about, so
+        # that the reply stays as it was for callers that know only faults.
+        asked = isinstance(body.value, dict) and any(name in _WEBHOOK_FIELDS for name in body.value)
+        if self.hooks.url is not None or asked:
+            reply |= self.hooks.to_json()
+        return _response(_ok(reply))
+
+    async def create_dispute(self, request: Request) -> Response:
+        # A control call, like set_faults: never faulted and needs no Idempotency-Key; a
+        # payment is disputed once, so repeating the call cannot make a second dispute.
+        self._authenticate(request)
+        body = _Body.parse(await request.body())
+        if body.error is not None:
+            raise body.error
+        asked = schemas.dispute_request(body.value)
+        dispute = processor.dispute(
+            self._payment(asked.payment),
+            asked.amount,
+            asked.reason,
+            disputed=self.store.disputed(asked.payment),
+            id=new_id("sbxdp"),
+            created=self._now(),
+        )
+        self.store.add_dispute(dispute)
+        log.info(
+            "sandbox dispute",
+            dispute=dispute.id,
+            payment=dispute.payment,
+            amount=dispute.amount,
+            reason=dispute.reason,
+        )
+        self._emit("dispute.created", dispute.to_json())
+        return _response(_ok(dispute.to_json()))
 
     async def record(self, request: Request) -> Response:
         self._authenticate(request)
-        payments = [payment.to_json() for payment in self.store.payments.values()]
-        refunds = [refund.to_json() for refund in self.store.refunds.values()]
-        return _response(_ok({"payments": payments, "refunds": refunds}))
+        store = self.store
+        return _response(
+            _ok(
+                {
+                    "payments": [payment.to_json() for payment in store.payments.values()],
+                    "refunds": [refund.to_json() for refund in store.refunds.values()],
+                    "disputes": [dispute.to_json() for dispute in store.disputes.values()],
+                    "events": [event.to_json() for event in store.events],
+                    "deliveries": [attempt.to_json() for attempt in store.deliveries],
+                }
+            )
+        )
 
 
 def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _fault_plan(value: object, current: FaultPlan) -> FaultPlan:
-    """``{"rate", "seed", "hang_seconds"}``, each optional: what is left out is kept."""
-    if not isinstance(value, dict):
-        raise invalid_request("The request body must be a JSON object.")
-    for name in value:
-        if name not in ("rate", "seed", "hang_seconds"):
-            raise invalid_request(f"Received unknown parameter: {name}", name)
+_FAULT_FIELDS = frozenset({"rate", "seed", "hang_seconds"})
+_WEBHOOK_FIELDS = frozenset(
+    {"webhook_url", "webhook_secret", "webhook_duplicate_rate", "webhook_delay_ms"}
+)
+
+
+def _fault_plan(value: dict[str, Any], current: FaultPlan) -> FaultPlan:
     rate = value.get("rate", current.rate)
     if not _number(rate) or not 0 <= rate <= 1:
         raise invalid_request("rate must be a number from 0 to 1.", "rate")
@@ -340,6 +418,49 @@ def _fault_plan(value: object, current: FaultPlan) -> FaultPlan:
     if not _number(hang) or not 0 <= hang <= 3600:
         raise invalid_request("hang_seconds must be a number from 0 to 3600.", "hang_seconds")
     return FaultPlan(float(rate), seed, float(hang))
+
+
+def _webhook_settings(value: dict[str, Any], current: WebhookSettings) -> WebhookSettings:
+    # Messages never quote a value: a URL or a secret may be one.
+    url = value.get("webhook_url", current.url)
+    if url is not None:
+        try:
+            if not isinstance(url, str):
+                raise ValueError
+            check_webhook_url(url)
+        except ValueError:
+            raise invalid_request(
+                "webhook_url must be an absolute http:// or https:// URL, or null.", "webhook_url"
+            ) from None
+    secret = value.get("webhook_secret", current.secret)
+    if not isinstance(secret, str) or not secret:
+        raise invalid_request("webhook_secret must be a non-empty string.", "webhook_secret")
+    rate = value.get("webhook_duplicate_rate", current.duplicate_rate)
+    if not _number(rate) or not 0 <= rate <= 1:
+        raise invalid_request(
+            "webhook_duplicate_rate must be a number from 0 to 1.", "webhook_duplicate_rate"
+        )
+    delay = value.get("webhook_delay_ms", current.delay_ms)
+    if type(delay) is not int or not 0 <= delay <= MAX_WEBHOOK_DELAY_MS:
+        raise invalid_request(
+            f"webhook_delay_ms must be an integer from 0 to {MAX_WEBHOOK_DELAY_MS}.",
+            "webhook_delay_ms",
+        )
+    return WebhookSettings(url, secret, float(rate), delay)
+
+
+def _settings(
+    value: object, plan: FaultPlan, hooks: WebhookSettings
+) -> tuple[FaultPlan, WebhookSettings]:
+    """``{"rate", "seed", "hang_seconds", "webhook_url", "webhook_secret",
+    "webhook_duplicate_rate", "webhook_delay_ms"}``, each optional: what is left out is
+    kept. All are checked before any applies."""
+    if not isinstance(value, dict):
+        raise invalid_request("The request body must be a JSON object.")
+    for name in value:
+        if name not in _FAULT_FIELDS and name not in _WEBHOOK_FIELDS:
+            raise invalid_request(f"Received unknown parameter: {name}", name)
+    return _fault_plan(value, plan), _webhook_settings(value, hooks)
 
 
 async def _sandbox_error(request: Request, exc: Exception) -> Response:
@@ -367,6 +488,15 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def create_app(config: SandboxConfig, clock: Clock) -> Starlette:
     sandbox = Sandbox(config, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # On stop, deliveries still waiting or retrying are dropped, as a stopped PSP's are.
+        try:
+            yield
+        finally:
+            await sandbox.sender.aclose()
+
     routes = [
         Route("/health", sandbox.health, methods=["GET"]),
         Route("/v1/payments", sandbox.create_payment, methods=["POST"]),
@@ -377,6 +507,7 @@ def create_app(config: SandboxConfig, clock: Clock) -> Starlette:
         Route("/v1/payments/{id}/refunds", sandbox.refund_payment, methods=["POST"]),
         Route("/v1/refunds", sandbox.list_refunds, methods=["GET"]),
         Route("/sandbox/faults", sandbox.set_faults, methods=["POST"]),
+        Route("/sandbox/disputes", sandbox.create_dispute, methods=["POST"]),
         Route("/sandbox/record", sandbox.record, methods=["GET"]),
     ]
     app = Starlette(
@@ -386,6 +517,7 @@ def create_app(config: SandboxConfig, clock: Clock) -> Starlette:
             HTTPException: _http_error,
             Exception: _unexpected,
         },
+        lifespan=lifespan,
     )
     app.state.sandbox = sandbox  # for tests that look inside
     return app

@@ -144,6 +144,29 @@ class Payment:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Dispute:
+    """A cardholder's dispute of a captured payment, made through ``POST /sandbox/disputes``;
+    it waits for the merchant's answer, which the sandbox never asks for."""
+
+    id: str
+    payment: str
+    amount: int
+    reason: str
+    created: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "dispute",
+            "payment": self.payment,
+            "amount": self.amount,
+            "reason": self.reason,
+            "status": "needs_response",
+            "created": self.created,
+        }
+
+
 def _not_in(status: Status, done: str, payment: Payment) -> SandboxError:
     return invalid_state(f"Only a {status} payment can be {done}; this one is {payment.status}.")
 
@@ -201,3 +224,26 @@ def refund(
         payment, amount_refunded=payment.amount_refunded + amount, refunds=(*payment.refunds, made)
     )
     return refunded, made
+
+
+def dispute(
+    payment: Payment,
+    amount: int | None,
+    reason: str,
+    *,
+    disputed: bool,
+    id: str,
+    created: int,
+) -> Dispute:
+    """Dispute all (by default) or part of what was captured. A card payment is disputed
+    at most once, as card networks allow; ``disputed`` says whether it already was."""
+    if payment.status != "captured":
+        raise _not_in("captured", "disputed", payment)
+    if disputed:
+        raise invalid_state("This payment is already disputed; a payment is disputed once.")
+    amount = payment.amount_captured if amount is None else amount
+    if amount > payment.amount_captured:
+        raise amount_too_large(
+            f"Cannot dispute {amount}: only {payment.amount_captured} was captured."
+        )
+    return Dispute(id, payment.id, amount, reason, created)

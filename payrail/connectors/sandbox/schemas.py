@@ -20,6 +20,28 @@ MAX_AMOUNT = 2**63 - 1
 _PAYMENT_FIELDS = frozenset({"amount", "currency", "capture", "card", "reference", "metadata"})
 _CARD_FIELDS = frozenset({"number", "exp_month", "exp_year", "cvc"})
 _AMOUNT_FIELDS = frozenset({"amount"})
+_DISPUTE_FIELDS = frozenset({"payment", "amount", "reason"})
+
+# Stripe's dispute reasons.
+DISPUTE_REASONS = frozenset(
+    {
+        "bank_cannot_process",
+        "check_returned",
+        "credit_not_processed",
+        "customer_initiated",
+        "debit_not_authorized",
+        "duplicate",
+        "fraudulent",
+        "general",
+        "incorrect_account_details",
+        "insufficient_funds",
+        "product_not_received",
+        "product_unacceptable",
+        "subscription_canceled",
+        "unrecognized",
+    }
+)
+DEFAULT_DISPUTE_REASON = "general"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +156,32 @@ def optional_amount(value: object) -> int | None:
     _no_unknown(body, _AMOUNT_FIELDS)
     amount = body.get("amount")
     return None if amount is None else _amount(amount)
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeRequest:
+    payment: str
+    amount: int | None  # None: everything captured
+    reason: str
+
+
+def dispute_request(value: object) -> DisputeRequest:
+    """The body of ``POST /sandbox/disputes``: ``{"payment", "amount"?, "reason"?}``."""
+    body = _object(value, None)
+    _no_unknown(body, _DISPUTE_FIELDS)
+    payment = body.get("payment")
+    if payment is None:
+        raise invalid_request("Missing required param: payment.", "payment")
+    if not isinstance(payment, str):
+        raise invalid_request("payment must be a payment id.", "payment")
+    amount = body.get("amount")
+    reason = body.get("reason", DEFAULT_DISPUTE_REASON)
+    # A list or an object is unhashable: checked as a string first.
+    if not isinstance(reason, str) or reason not in DISPUTE_REASONS:
+        raise invalid_request(
+            f"reason must be one of {', '.join(sorted(DISPUTE_REASONS))}.", "reason"
+        )
+    return DisputeRequest(payment, None if amount is None else _amount(amount), reason)
 
 
 def empty(value: object) -> None:

@@ -32,7 +32,7 @@ def _server(
             create_app(config, clock),
             log_level="warning",
             log_config=None,  # uvicorn's records go through our masking handlers
-            lifespan="off",
+            lifespan="on",  # its shutdown stops webhook deliveries still on their way
             backlog=BACKLOG,
             timeout_graceful_shutdown=grace_seconds,
         )

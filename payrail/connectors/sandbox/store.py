@@ -1,4 +1,5 @@
-"""The sandbox's memory: payments, refunds, and what each Idempotency-Key produced.
+"""The sandbox's memory: payments, refunds, disputes, what each Idempotency-Key produced,
+and the webhook events made and their delivery attempts.
 
 Everything lives in one process and one event loop; nothing survives a restart, which is
 what a sandbox for tests wants.
@@ -14,7 +15,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from payrail.connectors.sandbox.processor import Payment, Refund
+from payrail.connectors.sandbox.processor import Dispute, Payment, Refund
+from payrail.connectors.sandbox.webhooks import Attempt, Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,11 @@ class Store:
     def __init__(self) -> None:
         self.payments: dict[str, Payment] = {}  # in creation order
         self.refunds: dict[str, Refund] = {}
+        self.disputes: dict[str, Dispute] = {}
+        self.events: list[Event] = []  # in the order made
+        self.deliveries: list[Attempt] = []  # in the order attempted
+        self._dispute_by_payment: dict[str, str] = {}
+        self._sequences: dict[str, int] = {}  # object id -> its last event's sequence
         self._payment_by_key: dict[str, str] = {}
         self._refund_by_key: dict[str, str] = {}
         self._records: dict[str, Record] = {}
@@ -111,3 +118,22 @@ class Store:
     def refund_by_key(self, key: str) -> Refund | None:
         refund_id = self._refund_by_key.get(key)
         return None if refund_id is None else self.refunds[refund_id]
+
+    def add_dispute(self, dispute: Dispute) -> None:
+        self.disputes[dispute.id] = dispute
+        self._dispute_by_payment[dispute.payment] = dispute.id
+
+    def disputed(self, payment_id: str) -> bool:
+        return payment_id in self._dispute_by_payment
+
+    def next_sequence(self, object_id: str) -> int:
+        """The sequence of the next event about this object; the first is 1."""
+        sequence = self._sequences.get(object_id, 0) + 1
+        self._sequences[object_id] = sequence
+        return sequence
+
+    def add_event(self, event: Event) -> None:
+        self.events.append(event)
+
+    def add_delivery(self, attempt: Attempt) -> None:
+        self.deliveries.append(attempt)
