@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from payrail.connectors.base import ConnectorError
+from payrail.connectors.declines import Decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,15 +100,17 @@ async def with_failover(
     chain: Sequence[str], call: Callable[[str], Awaitable[T]]
 ) -> tuple[T | None, list[Attempted]]:
     """Call each account in turn until one answers. Returns the answer (None if none
-    answered) and what happened at each account tried. Stops at the first in-doubt error:
-    that attempt may have charged, so no other account may be asked to charge."""
+    answered) and what happened at each account tried. Moves on only after a technical
+    error; stops at an in-doubt one (that attempt may have charged) and at a decline."""
     attempts: list[Attempted] = []
     for account_id in chain:
         try:
             answer = await call(account_id)
         except ConnectorError as error:
             attempts.append(Attempted(account_id, error))
-            if error.in_doubt:
+            # Only a request that certainly charged nothing and decided nothing moves on: a
+            # decline is the issuer's answer, and another acquirer must not ask again.
+            if error.classification.decision is not Decision.TECHNICAL:
                 return None, attempts
             continue
         attempts.append(Attempted(account_id, None))

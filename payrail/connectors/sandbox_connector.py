@@ -39,21 +39,34 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 _MAX_TIMESTAMP_DIGITS = 12
 
 
+def _unreadable(exc: Exception) -> ConnectorError:
+    """An answer we cannot read came back to a request that was sent: it may have charged."""
+    error = ConnectorError(classify_transport(sent=True, status=None))
+    error.__cause__ = exc
+    return error
+
+
 def _payment(body: dict[str, Any]) -> ProviderPayment:
-    code = body.get("decline_code")
-    return ProviderPayment(
-        provider_id=body["id"],
-        status=body["status"],
-        amount=body["amount"],
-        amount_captured=body["amount_captured"],
-        amount_refunded=body["amount_refunded"],
-        fee=body["fee"],
-        decline=classify(PROVIDER, code) if body["status"] == "declined" and code else None,
-    )
+    try:
+        code = body.get("decline_code")
+        return ProviderPayment(
+            provider_id=body["id"],
+            status=body["status"],
+            amount=body["amount"],
+            amount_captured=body["amount_captured"],
+            amount_refunded=body["amount_refunded"],
+            fee=body["fee"],
+            decline=classify(PROVIDER, code) if body["status"] == "declined" and code else None,
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise _unreadable(exc) from exc
 
 
 def _refund(body: dict[str, Any]) -> ProviderRefund:
-    return ProviderRefund(body["id"], body["payment"], body["amount"], body["status"])
+    try:
+        return ProviderRefund(body["id"], body["payment"], body["amount"], body["status"])
+    except (KeyError, TypeError) as exc:
+        raise _unreadable(exc) from exc
 
 
 class SandboxConnector:
@@ -89,13 +102,19 @@ class SandboxConnector:
             reply = await self._http.request(method, path, headers=headers, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ConnectorError(classify_transport(sent=False, status=None)) from exc
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
             raise ConnectorError(classify_transport(sent=True, status=None)) from exc
-        if reply.status_code == 200:
-            body: dict[str, Any] = reply.json()
-            return body
-        if reply.status_code == 503 and _error_code(reply) == "unavailable":
+        if 200 <= reply.status_code < 300:
+            try:
+                body: dict[str, Any] = reply.json()
+                return body
+            except ValueError as exc:
+                raise _unreadable(exc) from exc
+        code = _error_code(reply)
+        if reply.status_code == 503 and code == "unavailable":
             raise ConnectorError(classify_transport(sent=False, status=None))
+        if reply.status_code == 402 and code is not None:
+            raise ConnectorError(classify(PROVIDER, code))
         raise ConnectorError(classify_transport(sent=True, status=reply.status_code))
 
     async def authorize(self, request: Authorization) -> ProviderPayment:

@@ -24,8 +24,10 @@ _RANGES: tuple[tuple[int, int, str], ...] = (
     (4, 4, "visa"),
 )
 
-# 13 to 19 digits, possibly grouped by single spaces or dashes, not inside a longer number.
-_CANDIDATE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+# Runs of digits, possibly grouped by single spaces or dashes; a card number may sit
+# anywhere inside one ("4242424242424242 123" is a number and a CVC).
+_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")
+PAN_LENGTHS = range(13, 20)
 
 
 def luhn_valid(number: str) -> bool:
@@ -54,13 +56,24 @@ def expired(exp_month: int, exp_year: int, now: datetime) -> bool:
 
 
 def mask_card_numbers(text: str) -> str:
-    """Replace anything that looks like a card number (13-19 digits passing Luhn) with its
-    last four digits behind asterisks. For logs: nothing more than the last 4 survives."""
+    """Mask every stretch of 13 to 19 digits inside a digit run that passes Luhn, leaving
+    only its last four digits. For logs and stored messages: a card number next to other
+    digits is caught too, at the price of masking some harmless long numbers."""
 
     def mask(match: re.Match[str]) -> str:
-        digits = re.sub(r"[ -]", "", match.group())
-        if not luhn_valid(digits):
-            return match.group()
-        return "*" * (len(digits) - 4) + digits[-4:]
+        run = match.group()
+        positions = [i for i, char in enumerate(run) if char.isdigit()]
+        if len(positions) < PAN_LENGTHS.start:
+            return run
+        digits = "".join(run[i] for i in positions)
+        hidden: set[int] = set()
+        for start in range(len(digits)):
+            for length in PAN_LENGTHS:
+                end = start + length
+                if end <= len(digits) and luhn_valid(digits[start:end]):
+                    hidden.update(positions[start : end - 4])
+        if not hidden:
+            return run
+        return "".join("*" if i in hidden else char for i, char in enumerate(run))
 
-    return _CANDIDATE.sub(mask, text)
+    return _RUN.sub(mask, text)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import os
 import secrets
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ def _parse_file(path: Path) -> dict[int, bytes]:
         version, _, key = line.strip().partition(" ")
         if not version.isdigit() or int(version) < 1:
             raise MasterKeyError(f"{path}:{number}: expected 'VERSION BASE64'")
+        if int(version) in versions:
+            # Two keys under one version: whichever won, some data keys would not open.
+            raise MasterKeyError(f"{path}:{number}: version {version} appears twice")
         versions[int(version)] = _decode(key, f"{path}:{number}")
     if not versions:
         raise MasterKeyError(f"{path}: no master key")
@@ -104,10 +108,14 @@ class Keyring:
                 "the master key comes from PAYRAIL_MASTER_KEY: add a version there"
                 " (VERSION:BASE64,...), restart, then rotate"
             )
-        self.versions = _parse_file(self.file)
-        version = self.current + 1
+        # Locked from read to append: two rotations at once must not both add version N.
         with self.file.open("a") as out:
+            fcntl.flock(out, fcntl.LOCK_EX)
+            self.versions = _parse_file(self.file)
+            version = self.current + 1
             out.write(f"{version} {base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}\n")
+            out.flush()
+            os.fsync(out.fileno())
         self.versions = _parse_file(self.file)
         return version
 

@@ -16,7 +16,7 @@ from payrail.events.outbox import OutboxEvent, emit
 from payrail.ids import new_id
 from payrail.tenants.scope import Scope
 from payrail.vault import repository as repo
-from payrail.vault.cards import brand, expired, luhn_valid
+from payrail.vault.cards import PAN_LENGTHS, brand, expired, luhn_valid
 from payrail.vault.envelope import Vault, card_context
 from payrail.vault.schemas import BillingDetails, CardParams, PaymentMethodCreate
 from payrail.vault.test_cards import by_name, by_number
@@ -87,7 +87,7 @@ def _checked(card: CardParams, now: datetime) -> Card:
             )
     assert card.exp_month is not None and card.exp_year is not None
     number = card.number.replace(" ", "")
-    if not (12 <= len(number) <= 19 and luhn_valid(number)):
+    if not (len(number) in PAN_LENGTHS and luhn_valid(number)):
         raise CardError("Your card number is invalid.", code="invalid_number", param="card[number]")
     if not 1 <= card.exp_month <= 12:
         raise CardError(

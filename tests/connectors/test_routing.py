@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from payrail.connectors.base import ConnectorError
-from payrail.connectors.declines import classify_transport
+from payrail.connectors.declines import classify, classify_transport
 from payrail.connectors.routing import (
     Account,
     Conditions,
@@ -128,3 +128,16 @@ async def test_when_every_account_fails_technically_none_answered() -> None:
 
     answer, attempts = await with_failover(["a", "b"], call)
     assert answer is None and [a.account_id for a in attempts] == ["a", "b"]
+
+
+async def test_failover_stops_at_a_decline() -> None:
+    declined = ConnectorError(classify("sandbox", "stolen_card"))
+    called: list[str] = []
+
+    async def call(account: str) -> str:
+        called.append(account)
+        raise declined
+
+    answer, attempts = await with_failover(["a", "b"], call)
+    assert answer is None and called == ["a"], "another acquirer must not ask again"
+    assert attempts[-1].error is declined

@@ -181,3 +181,52 @@ async def test_a_wrong_secret_is_not_retried_blindly(psp_url: str) -> None:
         assert raised.value.classification.code == "connector_request_invalid"
     finally:
         await connector.aclose()
+
+
+async def test_a_retry_of_a_charged_key_is_never_called_technical(
+    connector: SandboxConnector, faults: FaultHeader, psp_url: str
+) -> None:
+    """The sandbox replays a key's result before it can claim to be unavailable."""
+    request = authorization()
+    faults.next = "error_after"
+    with pytest.raises(ConnectorError):
+        await connector.authorize(request)
+    faults.next = "error_before"
+    again = await connector.authorize(request)
+    assert again.status == "captured"
+    assert len(await record(psp_url, request.reference)) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "content"),
+    [
+        (200, b"not json"),
+        (200, b'{"id": "sbxpay_1"}'),
+        (201, b"[]"),
+        (202, b'{"unexpected": true}'),
+    ],
+)
+async def test_an_unreadable_answer_to_a_sent_request_is_in_doubt(
+    status: int, content: bytes
+) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, content=content))
+    connector = SandboxConnector("http://sandbox.test", SECRET, transport=transport)
+    try:
+        with pytest.raises(ConnectorError) as raised:
+            await connector.authorize(authorization())
+        assert raised.value.in_doubt
+    finally:
+        await connector.aclose()
+
+
+async def test_a_402_carries_its_decline() -> None:
+    body = b'{"error": {"code": "insufficient_funds"}}'
+    transport = httpx.MockTransport(lambda request: httpx.Response(402, content=body))
+    connector = SandboxConnector("http://sandbox.test", SECRET, transport=transport)
+    try:
+        with pytest.raises(ConnectorError) as raised:
+            await connector.authorize(authorization())
+        assert raised.value.classification.code == "insufficient_funds"
+        assert raised.value.classification.decision is Decision.SOFT_DECLINE
+    finally:
+        await connector.aclose()

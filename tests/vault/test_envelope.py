@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import stat
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -162,3 +163,27 @@ def test_a_cvc_is_handed_out_once_and_forgotten_after_its_ttl(clock: ManualClock
     store.keep("pm_3", "789", clock.now())
     store.keep("pm_4", "000", clock.now() + CVC_TTL + timedelta(seconds=1))
     assert "pm_3" not in store.held, "expired CVCs are dropped, not kept around"
+
+
+def test_a_key_file_with_a_version_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    path.write_text(f"1 {b64(MASTER_KEY)}\n2 {b64(bytes(32))}\n2 {b64(MASTER_KEY)}\n")
+    with pytest.raises(MasterKeyError, match="version 2 appears twice"):
+        Keyring({1: MASTER_KEY}, path).key(2)
+
+
+def test_concurrent_master_rotations_add_distinct_versions(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    path.write_text(f"1 {b64(MASTER_KEY)}\n")
+    added: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: added.append(Keyring({1: MASTER_KEY}, path).add_version()))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(added) == list(range(2, 10))
+    keyring = Keyring({1: MASTER_KEY}, path)
+    assert keyring.key(9) and len(keyring.versions) == 9

@@ -8,8 +8,10 @@ for a payment. No object, event, log line or error carries them: only their last
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from payrail.clock import Clock, unix
 from payrail.connectors import routing
@@ -44,10 +46,13 @@ class ConnectorNotImplemented(InvalidRequest):
         )
 
 
-def credentials_context(account_id: str, merchant_id: str) -> str:
-    """What sealed credentials are bound to: sealed credentials copied onto another
-    account, or another merchant's, do not open."""
-    return f"{account_id}|{merchant_id}|credentials"
+def credentials_context(
+    account_id: str, merchant_id: str, provider: str, base_url: str | None
+) -> str:
+    """What sealed credentials are bound to: their account, merchant, provider and the
+    URL they are sent to. Copied onto another row they do not open, and pointing an
+    account at another URL means sending the credentials again."""
+    return f"{account_id}|{merchant_id}|credentials|{provider}|{base_url or ''}"
 
 
 def connector_account_object(row: dict[str, Any]) -> dict[str, Any]:
@@ -87,8 +92,25 @@ def routing_rule_object(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_transport(scope: Scope, base_url: str | None) -> None:
+    if base_url is None:
+        return
+    host = urlsplit(base_url).hostname or ""
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    # Credentials go to base_url with every call: never to a cloud metadata service, and
+    # in live mode never to this machine's or a private network's addresses.
+    if address is not None and (
+        address.is_link_local or (scope.livemode and (address.is_private or address.is_loopback))
+    ):
+        raise InvalidRequest(
+            "Invalid base_url: its address is not one a payment provider can have.",
+            param="base_url",
+            code="parameter_invalid",
+        )
     # Live credentials travel to base_url with every call: never in clear text.
-    if scope.livemode and base_url is not None and not base_url.startswith("https://"):
+    if scope.livemode and not base_url.startswith("https://"):
         raise InvalidRequest(
             "Invalid base_url: in live mode it must be an https URL, as the credentials are"
             " sent to it.",
@@ -104,9 +126,8 @@ async def create_connector_account(
     now = clock.now()
     account_id = new_id("ca")
     secret = params.credentials.secret
-    data_key_id, sealed = await vault.seal(
-        conn, credentials_context(account_id, scope.merchant_id), secret, now
-    )
+    context = credentials_context(account_id, scope.merchant_id, params.provider, params.base_url)
+    data_key_id, sealed = await vault.seal(conn, context, secret, now)
     row = {
         "id": account_id,
         "livemode": scope.livemode,
@@ -193,11 +214,19 @@ async def update_connector_account(
         new["metadata"] = _merged_metadata(row["metadata"], params.metadata)
     sealed: tuple[str, bytes] | None = None
     now = clock.now()
+    if new["base_url"] != row["base_url"] and params.credentials is None:
+        raise InvalidRequest(
+            "Changing base_url needs credentials[secret] sent again: credentials are bound"
+            " to the URL they are sent to.",
+            param="credentials[secret]",
+            code="parameter_missing",
+        )
     if params.credentials is not None:
         secret = params.credentials.secret
-        sealed = await vault.seal(
-            conn, credentials_context(account_id, scope.merchant_id), secret, now
+        context = credentials_context(
+            account_id, scope.merchant_id, row["provider"], new["base_url"]
         )
+        sealed = await vault.seal(conn, context, secret, now)
         new["credentials_last4"] = secret[-4:]
     if sealed is None and new == row:
         return connector_account_object(row)
@@ -337,6 +366,6 @@ async def connector_for(conn: Conn, scope: Scope, vault: Vault, account_id: str)
     if provider != "sandbox":
         raise ConnectorNotImplemented(account_id, provider)
     assert base_url is not None  # connector_accounts_sandbox_base_url
-    context = credentials_context(account_id, scope.merchant_id)
+    context = credentials_context(account_id, scope.merchant_id, provider, base_url)
     secret = await vault.open(conn, context, data_key_id, sealed)
     return SandboxConnector(base_url, secret)

@@ -40,6 +40,7 @@ from payrail.connectors.sandbox.store import Record, Reply, Store
 from payrail.connectors.sandbox.webhooks import EVENT_TYPES, Event, Sender, WebhookSettings
 from payrail.ids import new_id
 
+_BEFORE = frozenset({FaultKind.ERROR_BEFORE, FaultKind.TIMEOUT_BEFORE})
 log = structlog.get_logger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -158,6 +159,10 @@ class Sandbox:
                 IDEMPOTENCY_HEADER,
             )
         fault = self._fault(request, key, self.store.next_attempt(key))
+        if fault is not None and fault.kind in _BEFORE and self.store.record(key) is not None:
+            # A processor that already has this key's result replays it: its "unavailable"
+            # would claim "not processed" for a key that did charge.
+            fault = None
         body = _Body.parse(await request.body())
         fingerprint = self.store.fingerprint("POST", request.url.path, body.canonical)
 

@@ -124,12 +124,16 @@ async def test_credentials_are_sealed_bound_to_the_account(
     assert row["last4"] == SECRET[-4:] and f'"{SECRET[-4:]}"' in row["text"]
     vault = services.vault
     async with pool.connection() as conn:
-        context = credentials_context(obj["id"], merchant.id)
+        url = obj["base_url"]
+        context = credentials_context(obj["id"], merchant.id, "sandbox", url)
         assert await vault.open(conn, context, row["data_key_id"], row["sealed"]) == SECRET
-        # Copied onto another account, or claimed by another merchant, it does not open.
+        # Copied onto another account, claimed by another merchant, or pointed at another
+        # URL or provider, it does not open.
         for wrong in (
-            credentials_context(other["id"], merchant.id),
-            credentials_context(obj["id"], "mer_other"),
+            credentials_context(other["id"], merchant.id, "sandbox", url),
+            credentials_context(obj["id"], "mer_other", "sandbox", url),
+            credentials_context(obj["id"], merchant.id, "sandbox", "https://elsewhere.example"),
+            credentials_context(obj["id"], merchant.id, "stripe", url),
         ):
             with pytest.raises(InvalidTag):
                 await vault.open(conn, wrong, row["data_key_id"], row["sealed"])
@@ -195,7 +199,12 @@ async def test_update_changes_what_is_sent(
         "currencies": ["gbp", "jpy"],
         "base_url": "https://sandbox.example.com/psp",
         "metadata": {"drop": "", "new": "3"},
+        # Credentials are bound to the URL they go to: a new URL needs them again.
+        "credentials": {"secret": SECRET},
     }
+    alone = {k: v for k, v in change.items() if k != "credentials"}
+    refused = await send(client, auth, path, alone, as_form=as_form)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "credentials[secret]"
     updated = await ok(await send(client, auth, path, change, as_form=as_form))
     assert updated == {
         **created,
@@ -233,7 +242,7 @@ async def test_update_reseals_new_credentials(
     assert after["sealed"] != before["sealed"]
     assert new_secret not in after["text"]
     async with pool.connection() as conn:
-        context = credentials_context(created["id"], merchant.id)
+        context = credentials_context(created["id"], merchant.id, "sandbox", created["base_url"])
         opened = await services.vault.open(conn, context, after["data_key_id"], after["sealed"])
     assert opened == new_secret
     [_, (kind, payload)] = await events_of(pool, created["id"])
@@ -277,8 +286,9 @@ async def test_empty_values_unset(
     }
     created = await ok(await send(client, auth, ACCOUNTS, data))
     path = f"{ACCOUNTS}/{created['id']}"
-    # A form cannot send an empty list or map: Stripe's empty value stands for them.
-    form = "base_url=&currencies=&metadata="
+    # A form cannot send an empty list or map: Stripe's empty value stands for them. A new
+    # base_url (none, here) needs the credentials again: they are bound to it.
+    form = "base_url=&currencies=&metadata=&credentials[secret]=AQE1hmfxKo3NaxZDw0m"
     reply = await client.post(
         path, content=form, headers={**auth, "Content-Type": "application/x-www-form-urlencoded"}
     )
@@ -494,3 +504,15 @@ async def test_another_merchants_or_modes_account_is_404(
     }
     owner = bearer(other.test_secret)
     assert await ok(await client.get(f"{ACCOUNTS}/{theirs['id']}", headers=owner)) == theirs
+
+
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/latest", "http://[fe80::1]/psp", "https://169.254.1.1"]
+)
+async def test_credentials_never_go_to_a_link_local_address(
+    client: httpx.AsyncClient, auth: dict[str, str], pool: AsyncConnectionPool, url: str
+) -> None:
+    before = await counts(pool)
+    reply = await send(client, auth, ACCOUNTS, sandbox_account(base_url=url))
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == "base_url"
+    assert await counts(pool) == before
