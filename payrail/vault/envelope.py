@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -37,15 +38,26 @@ class Rotation:
 
 @dataclass
 class CvcStore:
-    """CVCs by payment method id, in memory only, each handed out once."""
+    """CVCs by payment method id, in memory only, each handed out once. Entries expire in
+    the order they were kept (one TTL for all), so pruning takes only the expired ones off
+    the front: constant work per call, however many cards are held."""
 
-    held: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    held: OrderedDict[str, tuple[str, datetime]] = field(default_factory=OrderedDict)
+
+    def _prune(self, now: datetime) -> None:
+        while self.held:
+            first = next(iter(self.held.values()))
+            if first[1] > now:
+                return
+            self.held.popitem(last=False)
 
     def keep(self, payment_method_id: str, cvc: str, now: datetime) -> None:
-        self.held = {k: v for k, v in self.held.items() if v[1] > now}
+        self._prune(now)
+        self.held.pop(payment_method_id, None)
         self.held[payment_method_id] = (cvc, now + CVC_TTL)
 
     def take(self, payment_method_id: str, now: datetime) -> str | None:
+        self._prune(now)
         cvc, until = self.held.pop(payment_method_id, (None, now))
         return cvc if until > now else None
 

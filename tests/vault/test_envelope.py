@@ -163,6 +163,9 @@ def test_a_cvc_is_handed_out_once_and_forgotten_after_its_ttl(clock: ManualClock
     store.keep("pm_3", "789", clock.now())
     store.keep("pm_4", "000", clock.now() + CVC_TTL + timedelta(seconds=1))
     assert "pm_3" not in store.held, "expired CVCs are dropped, not kept around"
+    # Any use of the store drops what has expired, a card created or not.
+    store.take("pm_none", clock.now() + 3 * CVC_TTL)
+    assert not store.held
 
 
 def test_a_key_file_with_a_version_twice_is_refused(tmp_path: Path) -> None:
