@@ -7,6 +7,8 @@ user must be allowed to create databases).
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import structlog
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
@@ -24,6 +27,8 @@ from payrail.clock import ManualClock
 from payrail.db.embedded import NON_DURABLE, EmbeddedPostgres
 from payrail.db.migrate import upgrade, with_database
 from payrail.db.pool import open_pool
+from payrail.ops.logging import MaskingFormatter
+from payrail.ops.logging import configure as configure_logging
 from payrail.runtime import serve_in_thread
 from payrail.tenants.service import NewMerchant, create_merchant
 from tests.vaults import fixed_vault
@@ -125,3 +130,22 @@ def live_server(database_url: str, clock: ManualClock) -> Iterator[str]:
     """The API over real HTTP (uvicorn on a free loopback port, in its own thread)."""
     with serve_in_thread(database_url, clock, fixed_vault()) as url:
         yield url
+
+
+@pytest.fixture
+def written_logs() -> Iterator[io.StringIO]:
+    """Everything logged, formatted as payrail writes it, at DEBUG for every logger."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(MaskingFormatter("%(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    configure_logging(logging.DEBUG)
+    try:
+        yield out
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        structlog.reset_defaults()

@@ -6,18 +6,14 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from payrail.api.context import Services
 from payrail.clock import ManualClock
-from payrail.ops.logging import MaskingFormatter
-from payrail.ops.logging import configure as configure_logging
 from payrail.tenants.scope import Scope
 from payrail.tenants.service import NewMerchant
 from payrail.vault import repository as vault_repo
@@ -37,25 +33,6 @@ def leaks(text: str) -> list[str]:
     if cvc_in(text):
         found.append("cvc")
     return found
-
-
-@pytest.fixture
-def written_logs() -> Iterator[io.StringIO]:
-    """Everything logged, formatted as payrail writes it, at DEBUG for every logger."""
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(MaskingFormatter("%(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    configure_logging(logging.DEBUG)
-    try:
-        yield out
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        structlog.reset_defaults()
 
 
 async def scan_tables(pool: AsyncConnectionPool) -> list[str]:

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from payrail.api.context import Services
@@ -25,8 +24,6 @@ from payrail.connectors.sandbox.server import run_sandbox
 from payrail.connectors.sandbox_connector import SandboxConnector
 from payrail.errors import NotFound
 from payrail.ids import new_id
-from payrail.ops.logging import MaskingFormatter
-from payrail.ops.logging import configure as configure_logging
 from payrail.tenants.scope import Scope
 from payrail.tenants.service import NewMerchant
 from payrail.vault import service as vault_service
@@ -321,25 +318,6 @@ SCAN_SECRETS = (SCAN_SECRET, SCAN_SECRET[:-4], "sk_scan_new_Gt5Yh2Nw9q", "pa55-Z
 
 def leaks(text: str) -> list[str]:
     return [s for s in SCAN_SECRETS if s in text]
-
-
-@pytest.fixture
-def written_logs() -> Iterator[io.StringIO]:
-    """Everything logged, formatted as payrail writes it, at DEBUG for every logger."""
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(MaskingFormatter("%(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    configure_logging(logging.DEBUG)
-    try:
-        yield out
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        structlog.reset_defaults()
 
 
 async def test_the_secret_is_in_no_table_response_event_or_log(
