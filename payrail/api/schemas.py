@@ -76,3 +76,17 @@ def parse(model: type[P], params: dict[str, Any]) -> P:
         raise InvalidRequest(
             f"Invalid {param}: {message}", param=param, code="parameter_invalid"
         ) from None
+
+
+def merge_metadata(current: dict[str, str], update: dict[str, str]) -> dict[str, str]:
+    """Stripe's metadata update: keys merge, an empty value deletes its key, and the result
+    still holds at most METADATA_KEYS keys."""
+    merged = {k: v for k, v in {**current, **update}.items() if v != ""}
+    if len(merged) > METADATA_KEYS:
+        raise InvalidRequest(
+            f"Invalid metadata: an object can have at most {METADATA_KEYS} metadata keys,"
+            " counting those kept.",
+            param="metadata",
+            code="parameter_invalid",
+        )
+    return merged

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from payrail.api.schemas import METADATA_KEYS
+from payrail.api.schemas import merge_metadata
 from payrail.clock import Clock, unix
 from payrail.customers import repository as repo
 from payrail.customers.schemas import CustomerCreate, CustomerUpdate
@@ -133,15 +133,7 @@ async def update_customer(
         if value is not None:
             changes[name] = value or None  # "" unsets, as in Stripe
     if params.metadata is not None:
-        # Keys are merged; an empty value removes its key.
-        merged = {**row["metadata"], **params.metadata}
-        changes["metadata"] = {k: v for k, v in merged.items() if v != ""}
-        if len(changes["metadata"]) > METADATA_KEYS:
-            raise InvalidRequest(
-                f"Metadata can have at most {METADATA_KEYS} keys, counting those kept.",
-                param="metadata",
-                code="parameter_invalid",
-            )
+        changes["metadata"] = merge_metadata(row["metadata"], params.metadata)
     if changes:
         await repo.update_customer(conn, customer_id, changes)
     if params.invoice_settings is not None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from payrail.api.schemas import merge_metadata
 from payrail.clock import Clock, unix
 from payrail.connectors import routing
 from payrail.connectors.accounts import repository as repo
@@ -30,8 +31,6 @@ from payrail.tenants.scope import Scope
 from payrail.vault.envelope import Vault
 
 Conn = repo.Conn
-
-MAX_METADATA_KEYS = 50
 
 
 class ConnectorNotImplemented(InvalidRequest):
@@ -167,21 +166,6 @@ async def list_connector_accounts(
     return [connector_account_object(r) for r in await repo.fetch_accounts(conn, scope, ids)]
 
 
-def _merged_metadata(current: dict[str, str], update: dict[str, str] | None) -> dict[str, str]:
-    """Stripe's update: keys merge, an empty value deletes its key; None clears all."""
-    if update is None:
-        return {}
-    merged = {**current, **update}
-    merged = {k: v for k, v in merged.items() if v != ""}
-    if len(merged) > MAX_METADATA_KEYS:
-        raise InvalidRequest(
-            f"Invalid metadata: an object can have at most {MAX_METADATA_KEYS} metadata keys.",
-            param="metadata",
-            code="parameter_invalid",
-        )
-    return merged
-
-
 async def update_connector_account(
     conn: Conn,
     scope: Scope,
@@ -211,7 +195,10 @@ async def update_connector_account(
         _check_transport(scope, params.base_url)
         new["base_url"] = params.base_url
     if "metadata" in given:
-        new["metadata"] = _merged_metadata(row["metadata"], params.metadata)
+        # None clears every key; otherwise Stripe's merge.
+        new["metadata"] = (
+            {} if params.metadata is None else merge_metadata(row["metadata"], params.metadata)
+        )
     sealed: tuple[str, bytes] | None = None
     now = clock.now()
     if new["base_url"] != row["base_url"] and params.credentials is None:
