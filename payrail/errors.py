@@ -41,23 +41,53 @@ class NotFound(ResourceMissing):
 
 
 class CardError(PayrailError):
-    """Stripe's card_error (402): the card's details are wrong, or it was declined."""
+    """Stripe's card_error (402): the card's details are wrong, or it was declined. A
+    declined payment's error carries the PaymentIntent as it now is, as Stripe's does."""
 
     status = 402
     type = "card_error"
 
     def __init__(
-        self, message: str, *, code: str, param: str | None = None, decline_code: str | None = None
+        self,
+        message: str,
+        *,
+        code: str,
+        param: str | None = None,
+        decline_code: str | None = None,
+        payment_intent: dict[str, object] | None = None,
     ):
         super().__init__(message, param=param, code=code)
         self.decline_code = decline_code
+        self.payment_intent = payment_intent
 
     def body(self) -> dict[str, object]:
         body = super().body()
+        error = body["error"]
+        assert isinstance(error, dict)
         if self.decline_code is not None:
+            error["decline_code"] = self.decline_code
+        if self.payment_intent is not None:
+            error["payment_intent"] = self.payment_intent
+        return body
+
+
+class ProviderUnavailable(PayrailError):
+    """No provider could be reached or answered sensibly, and nothing was charged: the
+    request may be retried. Carries the PaymentIntent as it now is."""
+
+    status = 502
+    type = "api_error"
+
+    def __init__(self, message: str, *, code: str, payment_intent: dict[str, object] | None = None):
+        super().__init__(message, code=code)
+        self.payment_intent = payment_intent
+
+    def body(self) -> dict[str, object]:
+        body = super().body()
+        if self.payment_intent is not None:
             error = body["error"]
             assert isinstance(error, dict)
-            error["decline_code"] = self.decline_code
+            error["payment_intent"] = self.payment_intent
         return body
 
 

@@ -99,8 +99,10 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
 
 
 @pytest.fixture
-def services(pool: AsyncConnectionPool, clock: ManualClock) -> Services:
-    return Services(pool=pool, clock=clock, vault=fixed_vault())
+async def services(pool: AsyncConnectionPool, clock: ManualClock) -> AsyncIterator[Services]:
+    services = Services(pool=pool, clock=clock, vault=fixed_vault())
+    yield services
+    await services.connectors.aclose()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from payrail.customers.endpoints import router as customers_router
 from payrail.errors import ApiFailure, InvalidRequest, PayrailError
 from payrail.ids import new_id
 from payrail.ledger.endpoints import router as ledger_router
+from payrail.payments.endpoints import router as payments_router
 from payrail.vault.endpoints import router as payment_methods_router
 
 log = structlog.get_logger(__name__)
@@ -99,5 +100,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(payment_methods_router)
     app.include_router(customers_router)
     app.include_router(connector_accounts_router)
+    app.include_router(payments_router)
     app.add_middleware(RequestIdMiddleware)
     return app

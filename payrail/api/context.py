@@ -1,12 +1,14 @@
-"""What a request handler gets: the pool, the clock, the vault and the caller's scope."""
+"""What a request handler gets: the pool, the clock, the vault, open connectors and the
+caller's scope."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
 from payrail.clock import Clock
+from payrail.connectors.accounts.service import Connectors
 from payrail.tenants.scope import Scope
 from payrail.vault.envelope import Vault
 
@@ -16,6 +18,7 @@ class Services:
     pool: AsyncConnectionPool
     clock: Clock
     vault: Vault
+    connectors: Connectors = field(default_factory=Connectors)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,33 @@ def _check_path(request: Request) -> None:
             raise NotFound("object", str(value).replace("\x00", "\\u0000"), param=name)
 
 
+async def _claim(
+    request: Request, ctx: RequestContext, raw: dict[str, Any]
+) -> idempotency.Claim | idempotency.Outcome | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    idempotency.check_key(key)
+    async with ctx.services.pool.connection() as conn:
+        now = ctx.services.clock.now()
+        digest = idempotency.request_hash(
+            await ctx.services.vault.digest_key(conn, now),
+            request.method,
+            request.url.path,
+            raw,
+        )
+        return await idempotency.claim(
+            conn,
+            ctx.scope,
+            key,
+            request.method,
+            # Kept as written only when nothing in it could be a card number.
+            mask_card_numbers(request.url.path),
+            digest,
+            now,
+        )
+
+
 async def write(
     request: Request,
     ctx: RequestContext,
@@ -62,34 +89,31 @@ async def write(
     _check_path(request)
     raw = await body_params(request)
     params = parse(model, raw)
-    pool = ctx.services.pool
-    claimed: idempotency.Claim | None = None
-    key = request.headers.get("idempotency-key")
-    if key is not None:
-        idempotency.check_key(key)
-        async with pool.connection() as conn:
-            now = ctx.services.clock.now()
-            digest = idempotency.request_hash(
-                await ctx.services.vault.digest_key(conn, now),
-                request.method,
-                request.url.path,
-                raw,
-            )
-            result = await idempotency.claim(
-                conn,
-                ctx.scope,
-                key,
-                request.method,
-                # Kept as written only when nothing in it could be a card number.
-                mask_card_numbers(request.url.path),
-                digest,
-                now,
-            )
-        if isinstance(result, idempotency.Outcome):
-            return json_response(result.status, result.body, replayed=True)
-        claimed = result
+    claimed = await _claim(request, ctx, raw)
+    if isinstance(claimed, idempotency.Outcome):
+        return json_response(claimed.status, claimed.body, replayed=True)
     outcome = await idempotency.execute(
-        pool.connection, claimed, lambda conn: work(conn, ctx.scope, params)
+        ctx.services.pool.connection, claimed, lambda conn: work(conn, ctx.scope, params)
+    )
+    return json_response(outcome.status, outcome.body)
+
+
+async def write_steps(
+    request: Request,
+    ctx: RequestContext,
+    model: type[P],
+    work: Callable[[Callable[[], Any], Scope, P], Awaitable[dict[str, Any]]],
+) -> Response:
+    """A state-changing call that talks to a provider: `work` gets the pool's
+    `connection` and commits what it is about to send before sending it."""
+    _check_path(request)
+    raw = await body_params(request)
+    params = parse(model, raw)
+    claimed = await _claim(request, ctx, raw)
+    if isinstance(claimed, idempotency.Outcome):
+        return json_response(claimed.status, claimed.body, replayed=True)
+    outcome = await idempotency.execute_steps(
+        ctx.services.pool.connection, claimed, lambda connect: work(connect, ctx.scope, params)
     )
     return json_response(outcome.status, outcome.body)
 

@@ -36,6 +36,8 @@ MAX_KEY_LENGTH = 255
 
 Conn = AsyncConnection[Any]
 Work = Callable[[Conn], Awaitable[dict[str, Any]]]
+# Takes the pool's `connection` and opens its own transactions.
+StepWork = Callable[[Callable[[], Any]], Awaitable[dict[str, Any]]]
 log = structlog.get_logger(__name__)
 
 
@@ -183,9 +185,25 @@ def error_outcome(error: PayrailError) -> Outcome:
     return Outcome(error.status, orjson.dumps(error.body()))
 
 
+def _failure(raised: Exception) -> PayrailError:
+    if isinstance(raised, PayrailError):
+        return raised
+    log.error("request failed while executing", exc_info=raised)
+    return ApiFailure("An internal error occurred.")
+
+
+async def _store_error(connect: Callable[[], Any], claimed: Claim, error: PayrailError) -> None:
+    # As Stripe does, an error raised while executing is the request's result, 500s
+    # included. (If the store fails too, the lease expires and a retry runs anew.)
+    try:
+        async with connect() as conn:
+            await _store(conn, claimed, error_outcome(error))
+    except Exception:
+        log.exception("could not record the result of an idempotent request")
+
+
 async def execute(connect: Callable[[], Any], claimed: Claim | None, work: Work) -> Outcome:
     """Run `work` in one transaction; with a claimed key, store its result in it too."""
-    error: PayrailError
     try:
         async with connect() as conn, conn.transaction():
             if claimed is not None and not await _still_held(conn, claimed):
@@ -196,21 +214,39 @@ async def execute(connect: Callable[[], Any], claimed: Claim | None, work: Work)
             if claimed is not None and not await _store(conn, claimed, outcome):
                 raise _lease_lost()
         return outcome
-    except PayrailError as raised:
-        error = raised
-    except Exception:
-        log.exception("request failed while executing")
-        error = ApiFailure("An internal error occurred.")
+    except Exception as raised:
+        error = _failure(raised)
     if claimed is not None:
-        # As Stripe does, an error raised while executing is the request's result, 500s
-        # included. (If the store fails too, the lease expires and a retry runs anew:
-        # nothing of the failed attempt committed.)
+        await _store_error(connect, claimed, error)
+    return error_outcome(error)
+
+
+async def execute_steps(
+    connect: Callable[[], Any], claimed: Claim | None, work: StepWork
+) -> Outcome:
+    """Run `work` that commits in several transactions of its own, because it calls a
+    provider between them and what it sent must be on record before it is sent. The
+    result is stored after the last step. Should a retry have taken over the key in the
+    meantime, both run guarded by the object's own state (a confirm of an intent that is
+    already processing is refused), so nothing happens twice."""
+    try:
+        if claimed is not None:
+            async with connect() as conn:
+                if not await _still_held(conn, claimed):
+                    raise _lease_lost()
+        outcome = Outcome(200, orjson.dumps(await work(connect)))
+    except Exception as raised:
+        error = _failure(raised)
+        if claimed is not None:
+            await _store_error(connect, claimed, error)
+        return error_outcome(error)
+    if claimed is not None:
         try:
             async with connect() as conn:
-                await _store(conn, claimed, error_outcome(error))
+                await _store(conn, claimed, outcome)
         except Exception:
             log.exception("could not record the result of an idempotent request")
-    return error_outcome(error)
+    return outcome
 
 
 def check_key(key: str) -> None:

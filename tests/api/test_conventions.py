@@ -571,6 +571,16 @@ async def test_openapi_is_served_and_complete(client: httpx.AsyncClient) -> None
         ("get", "/v1/routing_rules"),
         ("get", "/v1/routing_rules/{routing_rule_id}"),
         ("delete", "/v1/routing_rules/{routing_rule_id}"),
+        ("post", "/v1/payment_intents"),
+        ("get", "/v1/payment_intents"),
+        ("get", "/v1/payment_intents/{intent_id}"),
+        ("post", "/v1/payment_intents/{intent_id}"),
+        ("post", "/v1/payment_intents/{intent_id}/confirm"),
+        ("post", "/v1/payment_intents/{intent_id}/capture"),
+        ("post", "/v1/payment_intents/{intent_id}/cancel"),
+        ("post", "/v1/refunds"),
+        ("get", "/v1/refunds"),
+        ("get", "/v1/refunds/{refund_id}"),
     }
     found = {
         (method, path)

@@ -2,7 +2,7 @@
 and writes its outbox event there.
 
 An account's credentials are sealed by the vault, bound to the account and merchant, the
-moment they arrive; afterwards only `connector_for` opens them, to build the connector
+moment they arrive; afterwards only `Connectors.get` opens them, to build the connector
 for a payment. No object, event, log line or error carries them: only their last 4.
 """
 
@@ -341,18 +341,37 @@ async def load_routing(
     )
 
 
-async def connector_for(conn: Conn, scope: Scope, vault: Vault, account_id: str) -> Connector:
-    """The connector for one account, its credentials opened. A disabled account still
-    gets one: an in-doubt attempt made through it must be resolved by asking it.
+class Connectors:
+    """Connectors kept open between calls, one per account: a new HTTP client (and its
+    connection) for every payment would cost more than the payment. An account whose
+    endpoint or credentials changed gets a new one."""
 
-    The caller owns the connector's HTTP client (`SandboxConnector.aclose`)."""
-    found = await repo.sealed_credentials(conn, scope, account_id)
-    if found is None:
-        raise NotFound("connector_account", account_id, param="connector_account")
-    provider, base_url, data_key_id, sealed = found
-    if provider != "sandbox":
-        raise ConnectorNotImplemented(account_id, provider)
-    assert base_url is not None  # connector_accounts_sandbox_base_url
-    context = credentials_context(account_id, scope.merchant_id, provider, base_url)
-    secret = await vault.open(conn, context, data_key_id, sealed)
-    return SandboxConnector(base_url, secret)
+    def __init__(self, *, timeout: float = 10.0) -> None:
+        self._timeout = timeout  # seconds a provider has to answer one request
+        self._open: dict[str, tuple[tuple[str, str], SandboxConnector]] = {}
+
+    async def get(self, conn: Conn, scope: Scope, vault: Vault, account_id: str) -> Connector:
+        """The connector for one account, its credentials opened. A disabled account still
+        gets one: an in-doubt attempt made through it must be resolved by asking it."""
+        found = await repo.sealed_credentials(conn, scope, account_id)
+        if found is None:
+            raise NotFound("connector_account", account_id, param="connector_account")
+        provider, base_url, data_key_id, sealed = found
+        if provider != "sandbox":
+            raise ConnectorNotImplemented(account_id, provider)
+        assert base_url is not None  # connector_accounts_sandbox_base_url
+        context = credentials_context(account_id, scope.merchant_id, provider, base_url)
+        secret = await vault.open(conn, context, data_key_id, sealed)
+        kept = self._open.get(account_id)
+        if kept is not None and kept[0] == (base_url, secret):
+            return kept[1]
+        connector = SandboxConnector(base_url, secret, timeout=self._timeout)
+        self._open[account_id] = ((base_url, secret), connector)
+        if kept is not None:
+            await kept[1].aclose()
+        return connector
+
+    async def aclose(self) -> None:
+        for _, connector in self._open.values():
+            await connector.aclose()
+        self._open.clear()

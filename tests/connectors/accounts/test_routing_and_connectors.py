@@ -1,5 +1,5 @@
 """From stored accounts and rules to a payment: `load_routing` feeds `routing.route`, and
-`connector_for` opens an account's credentials to build a connector that really charges
+`Connectors.get` opens an account's credentials to build a connector that really charges
 (a sandbox PSP over HTTP). Then a scan: the secret is nowhere but sealed."""
 
 from __future__ import annotations
@@ -152,10 +152,10 @@ async def test_rules_of_equal_priority_keep_their_creation_order(
     assert routing.route(rules, accounts, EUR_VISA) == [second]
 
 
-# --- connector_for --------------------------------------------------------------------------------
+# --- Connectors.get -------------------------------------------------------------------------
 
 
-async def test_connector_for_authorizes_a_test_card_at_the_sandbox(
+async def test_connectors_get_authorizes_a_test_card_at_the_sandbox(
     client: httpx.AsyncClient,
     auth: dict[str, str],
     merchant: NewMerchant,
@@ -175,17 +175,17 @@ async def test_connector_for_authorizes_a_test_card_at_the_sandbox(
     scope = Scope(merchant.id, False)
     reference = new_id("pi")
     async with pool.connection() as conn:
-        connector = await service.connector_for(conn, scope, services.vault, account["id"])
+        connector = await services.connectors.get(conn, scope, services.vault, account["id"])
         secret = await vault_service.reveal(conn, scope, clock, services.vault, card["id"])
     assert isinstance(connector, SandboxConnector) and connector.provider == "sandbox"
-    try:
-        request = Authorization(new_id("pa"), 2_000, "USD", False, secret, reference)
-        payment = await connector.authorize(request)
-        assert (payment.status, payment.amount, payment.amount_captured) == ("authorized", 2_000, 0)
-        captured = await connector.capture(new_id("pc"), payment.provider_id, 2_000)
-        assert captured.status == "captured"
-    finally:
-        await connector.aclose()
+    request = Authorization(new_id("pa"), 2_000, "USD", False, secret, reference)
+    payment = await connector.authorize(request)
+    assert (payment.status, payment.amount, payment.amount_captured) == ("authorized", 2_000, 0)
+    captured = await connector.capture(new_id("pc"), payment.provider_id, 2_000)
+    assert captured.status == "captured"
+    async with pool.connection() as conn:
+        again = await services.connectors.get(conn, scope, services.vault, account["id"])
+    assert again is connector  # kept open between calls
     async with httpx.AsyncClient(base_url=psp_url) as http:
         record = (await http.get("/sandbox/record", headers=bearer(SECRET))).json()
     [charged] = [p for p in record["payments"] if p["reference"] == reference]
@@ -195,18 +195,13 @@ async def test_connector_for_authorizes_a_test_card_at_the_sandbox(
     path = f"{ACCOUNTS}/{account['id']}"
     await ok(await send(client, auth, path, {"credentials": {"secret": "sbx_sk_not_the_one"}}))
     async with pool.connection() as conn:
-        wrong = await service.connector_for(conn, scope, services.vault, account["id"])
-    assert isinstance(wrong, SandboxConnector)
-    try:
-        with pytest.raises(ConnectorError):
-            await wrong.authorize(
-                Authorization(new_id("pa"), 2_000, "USD", True, secret, new_id("pi"))
-            )
-    finally:
-        await wrong.aclose()
+        wrong = await services.connectors.get(conn, scope, services.vault, account["id"])
+    assert isinstance(wrong, SandboxConnector) and wrong is not connector
+    with pytest.raises(ConnectorError):
+        await wrong.authorize(Authorization(new_id("pa"), 2_000, "USD", True, secret, new_id("pi")))
 
 
-async def test_connector_for_a_disabled_account_still_works(
+async def test_connectors_get_a_disabled_account_still_works(
     client: httpx.AsyncClient,
     auth: dict[str, str],
     merchant: NewMerchant,
@@ -218,14 +213,10 @@ async def test_connector_for_a_disabled_account_still_works(
     by asking that account's provider."""
     account = await create_account(client, auth, base_url=psp_url, enabled=False)
     async with pool.connection() as conn:
-        connector = await service.connector_for(
+        connector = await services.connectors.get(
             conn, Scope(merchant.id, False), services.vault, account["id"]
         )
-    try:
-        assert await connector.payment_status(new_id("pa")) is None
-    finally:
-        assert isinstance(connector, SandboxConnector)
-        await connector.aclose()
+    assert await connector.payment_status(new_id("pa")) is None
 
 
 @pytest.mark.parametrize("provider", ["stripe", "adyen", "paypal"])
@@ -241,7 +232,7 @@ async def test_other_providers_are_not_implemented_yet(
     account = await ok(await send(client, auth, ACCOUNTS, body))
     async with pool.connection() as conn:
         with pytest.raises(service.ConnectorNotImplemented) as raised:
-            await service.connector_for(
+            await services.connectors.get(
                 conn, Scope(merchant.id, False), services.vault, account["id"]
             )
     message = str(raised.value)
@@ -250,7 +241,7 @@ async def test_other_providers_are_not_implemented_yet(
     assert raised.value.code == "connector_not_implemented"
 
 
-async def test_connector_for_another_merchants_or_modes_account_is_not_found(
+async def test_connectors_get_another_merchants_or_modes_account_is_not_found(
     client: httpx.AsyncClient,
     merchant: NewMerchant,
     pool: AsyncConnectionPool,
@@ -269,7 +260,7 @@ async def test_connector_for_another_merchants_or_modes_account_is_not_found(
             (Scope(merchant.id, False), own_live["id"]),
         ):
             with pytest.raises(NotFound):
-                await service.connector_for(conn, scope, services.vault, account_id)
+                await services.connectors.get(conn, scope, services.vault, account_id)
 
 
 async def test_credentials_survive_key_rotation(
@@ -292,13 +283,10 @@ async def test_credentials_survive_key_rotation(
     # Sealed under the retired key, still opens; new credentials use the new key.
     for step in ("before", "after"):
         async with pool.connection() as conn:
-            connector = await service.connector_for(conn, scope, services.vault, account["id"])
+            connector = await services.connectors.get(conn, scope, services.vault, account["id"])
             found = await repo.sealed_credentials(conn, scope, account["id"])
         assert isinstance(connector, SandboxConnector) and found is not None
-        try:
-            assert await connector.payment_status(new_id("pa")) is None  # authenticated
-        finally:
-            await connector.aclose()
+        assert await connector.payment_status(new_id("pa")) is None  # authenticated
         if step == "before":
             assert found[2] == old_key[2]
             await ok(
@@ -373,13 +361,10 @@ async def test_the_secret_is_in_no_table_response_event_or_log(
     # A call through the account, refused by the sandbox (whose secret is another).
     scope = Scope(merchant.id, False)
     async with pool.connection() as conn:
-        connector = await service.connector_for(conn, scope, services.vault, created["id"])
+        connector = await services.connectors.get(conn, scope, services.vault, created["id"])
     assert isinstance(connector, SandboxConnector)
-    try:
-        with pytest.raises(ConnectorError) as refused:
-            await connector.payment_status(new_id("pa"))
-    finally:
-        await connector.aclose()
+    with pytest.raises(ConnectorError) as refused:
+        await connector.payment_status(new_id("pa"))
     logging.getLogger("payrail.test").exception("refused", exc_info=refused.value)
     assert leaks(f"{refused.value!s} {refused.value!r}") == []
 

@@ -1,0 +1,313 @@
+"""What a provider's answer about a charge does to the charge, its intent and the ledger.
+
+The same answer may arrive from the API call that asked, from the janitor that asked
+again, and from a webhook, in any order and more than once. Each recorder locks the
+intent, then the charge (always in that order, so two recorders cannot deadlock), and
+acts only while the charge still waits for that answer: the first to arrive records it,
+later ones change nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from payrail.clock import Clock
+from payrail.connectors.base import ProviderPayment
+from payrail.connectors.declines import UNKNOWN_DECLINE, Classification, Decision
+from payrail.payments import in_doubt, postings, states
+from payrail.payments import repository as repo
+from payrail.payments.objects import intent_object, intent_state, publish
+from payrail.payments.repository import Conn
+from payrail.tenants.scope import Scope
+
+log = structlog.get_logger(__name__)
+
+UNDECIDED = frozenset({"sending", "in_doubt"})
+
+# Stripe's error `code` for these declines; every other decline is `card_declined`.
+_OWN_CODES = frozenset({"expired_card", "incorrect_cvc", "incorrect_number", "processing_error"})
+
+_INTENT_EVENTS: dict[str, str] = {
+    "succeeded": "payment_intent.succeeded",
+    "requires_capture": "payment_intent.amount_capturable_updated",
+    "requires_payment_method": "payment_intent.payment_failed",
+    "requires_action": "payment_intent.requires_action",
+    "canceled": "payment_intent.canceled",
+}
+
+
+def payment_error(charge: dict[str, Any], reason: Classification) -> dict[str, Any]:
+    """`last_payment_error` as Stripe shows it."""
+    if reason.decision is Decision.TECHNICAL:
+        return {
+            "type": "api_error",
+            "code": reason.code,
+            "message": reason.message,
+            "charge": charge["id"],
+        }
+    return {
+        "type": "card_error",
+        "code": reason.code if reason.code in _OWN_CODES else "card_declined",
+        "decline_code": reason.code,
+        "message": reason.message,
+        "charge": charge["id"],
+        "payment_method": {"id": charge["payment_method_id"], "object": "payment_method"},
+    }
+
+
+async def locked(conn: Conn, scope: Scope, charge_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The charge and its intent, both locked, intent first."""
+    found = await repo.fetch_one(conn, "charges", scope, charge_id)
+    if found is None:
+        raise LookupError(f"no charge {charge_id}")
+    intent = await repo.fetch_one(
+        conn, "payment_intents", scope, found["payment_intent_id"], lock=True
+    )
+    charge = await repo.fetch_one(conn, "charges", scope, charge_id, lock=True)
+    assert intent is not None and charge is not None
+    return intent, charge
+
+
+def _reference(charge: dict[str, Any], provider_id: str | None) -> postings.Reference:
+    return postings.Reference(
+        charge["payment_intent_id"], charge["id"], charge["connector_account_id"], provider_id
+    )
+
+
+async def _accounts(
+    conn: Conn, scope: Scope, clock: Clock, charge: dict[str, Any]
+) -> postings.Accounts:
+    return await postings.accounts(
+        conn, scope, clock, charge["currency"], charge["connector_account_id"]
+    )
+
+
+async def _fee(
+    conn: Conn, scope: Scope, clock: Clock, charge: dict[str, Any], answer: ProviderPayment
+) -> None:
+    if answer.fee > 0:
+        accounts = await _accounts(conn, scope, clock, charge)
+        await postings.post(
+            conn,
+            scope,
+            clock,
+            postings.processor_fee(accounts, _reference(charge, answer.provider_id), answer.fee),
+        )
+
+
+async def _apply(
+    conn: Conn,
+    scope: Scope,
+    clock: Clock,
+    intent_row: dict[str, Any],
+    after: states.Intent,
+    changes: dict[str, Any],
+) -> dict[str, Any]:
+    now = clock.now()
+    row = {
+        **intent_row,
+        "status": after.status,
+        "amount_capturable": after.amount_capturable,
+        "amount_received": after.amount_received,
+        "amount_refunded": after.amount_refunded,
+        "updated_at": now,
+        **changes,
+    }
+    if after.status == "canceled" and row["canceled_at"] is None:
+        row["canceled_at"] = now
+    await repo.update(
+        conn,
+        "payment_intents",
+        row["id"],
+        {
+            k: row[k]
+            for k in (
+                "status",
+                "amount_capturable",
+                "amount_received",
+                "amount_refunded",
+                "updated_at",
+                "canceled_at",
+                *changes,
+            )
+        },
+    )
+    if after.status != intent_row["status"] and after.status in _INTENT_EVENTS:
+        await publish(conn, scope, clock, (_INTENT_EVENTS[after.status], intent_object(row)))
+    return row
+
+
+async def record_attempt(
+    conn: Conn,
+    scope: Scope,
+    clock: Clock,
+    charge_id: str,
+    answer: ProviderPayment | Classification,
+) -> dict[str, Any]:
+    """Record what came of an authorization; returns the intent row as it now is."""
+    intent_row, charge = await locked(conn, scope, charge_id)
+    if charge["status"] not in UNDECIDED:
+        return intent_row
+    now = clock.now()
+    if isinstance(answer, Classification):
+        if answer.decision is Decision.IN_DOUBT:
+            if charge["status"] == "sending":
+                await repo.update(
+                    conn,
+                    "charges",
+                    charge_id,
+                    {
+                        "status": "in_doubt",
+                        "next_check_at": in_doubt.next_check_at(now, 0),
+                        "updated_at": now,
+                    },
+                )
+            return intent_row
+        reason: Classification | None = answer
+        status = "failed" if answer.decision is Decision.TECHNICAL else "declined"
+        if answer.decision is Decision.AUTHENTICATION_REQUIRED:
+            status = "requires_authentication"
+        outcome: states.AttemptOutcome = (
+            "failed"
+            if status == "failed"
+            else "requires_authentication"
+            if status == "requires_authentication"
+            else "declined"
+        )
+        charge_changes: dict[str, Any] = {"status": status}
+    else:
+        reason = (answer.decline or UNKNOWN_DECLINE) if answer.status == "declined" else None
+        outcome = "failed" if answer.status == "voided" else answer.status
+        charge_changes = {
+            "status": answer.status,
+            "provider_id": answer.provider_id,
+            "amount_captured": answer.amount_captured,
+            "fee": answer.fee,
+        }
+    if reason is not None:
+        charge_changes.update(
+            failure_code=reason.code,
+            failure_message=reason.message,
+            failure_decision=reason.decision.value,
+        )
+    await repo.update(
+        conn,
+        "charges",
+        charge_id,
+        {**charge_changes, "next_check_at": None, "updated_at": now},
+    )
+    if isinstance(answer, ProviderPayment) and outcome in ("captured", "authorized"):
+        accounts = await _accounts(conn, scope, clock, charge)
+        ref = _reference(charge, answer.provider_id)
+        money = (
+            postings.automatic_capture(accounts, ref, answer.amount_captured)
+            if outcome == "captured"
+            else postings.authorization_hold(accounts, ref, answer.amount)
+        )
+        await postings.post(conn, scope, clock, money)
+        await _fee(conn, scope, clock, charge, answer)
+    if intent_row["latest_charge_id"] != charge_id or intent_row["status"] != "processing":
+        if outcome in ("captured", "authorized"):
+            # Failover only follows a charge that certainly did not go through, so this
+            # cannot happen by design; if a provider broke that promise, the money is
+            # on the ledger and reconciliation will show it. Say so loudly.
+            log.error(
+                "charge went through for an intent that no longer follows it", charge=charge_id
+            )
+        return intent_row
+    after = states.attempted(intent_state(intent_row), outcome)
+    error = payment_error({**charge, **charge_changes}, reason) if reason is not None else None
+    return await _apply(conn, scope, clock, intent_row, after, {"last_payment_error": error})
+
+
+async def still_in_doubt(conn: Conn, charge_id: str, checks_done: int, now: datetime) -> None:
+    """The provider could not say yet: ask again on the schedule."""
+    await repo.update(
+        conn,
+        "charges",
+        charge_id,
+        {
+            "checks_done": checks_done,
+            "next_check_at": in_doubt.next_check_at(now, checks_done),
+            "updated_at": now,
+        },
+    )
+
+
+async def record_operation(
+    conn: Conn, scope: Scope, clock: Clock, charge_id: str, answer: ProviderPayment
+) -> dict[str, Any]:
+    """Record what came of a capture or void sent for an authorized charge."""
+    intent_row, charge = await locked(conn, scope, charge_id)
+    if charge["pending_operation"] is None or answer.status == "authorized":
+        # Already recorded, or the provider has not acted on it yet: resent later.
+        return intent_row
+    now = clock.now()
+    done = {
+        "pending_operation": None,
+        "operation_amount": None,
+        "next_check_at": None,
+        "updated_at": now,
+    }
+    hold = f"charge:{charge_id}:authorization"
+    intent = intent_state(intent_row)
+    if answer.status == "captured":
+        after = states.captured(intent, answer.amount_captured)
+        await postings.settle_hold(conn, scope, clock, hold, answer.amount_captured)
+        await repo.update(
+            conn,
+            "charges",
+            charge_id,
+            {
+                **done,
+                "status": "captured",
+                "amount_captured": answer.amount_captured,
+                "fee": answer.fee,
+            },
+        )
+        await _fee(conn, scope, clock, charge, answer)
+        return await _apply(conn, scope, clock, intent_row, after, {})
+    if answer.status == "voided":
+        after = states.canceled(intent)
+        await postings.settle_hold(conn, scope, clock, hold, 0)
+        await repo.update(conn, "charges", charge_id, {**done, "status": "voided"})
+        return await _apply(conn, scope, clock, intent_row, after, {})
+    log.error(
+        "capture or void answered with an unexpected status", charge=charge_id, status=answer.status
+    )
+    await repo.update(conn, "charges", charge_id, done)
+    return intent_row
+
+
+async def operation_refused(
+    conn: Conn, scope: Scope, clock: Clock, charge_id: str
+) -> dict[str, Any]:
+    """The provider certainly did not act on the capture or void: the intent is as it
+    was, and the operation may be asked for again."""
+    intent_row, charge = await locked(conn, scope, charge_id)
+    if charge["pending_operation"] is None:
+        return intent_row
+    now = clock.now()
+    await repo.update(
+        conn,
+        "charges",
+        charge_id,
+        {
+            "pending_operation": None,
+            "operation_amount": None,
+            "next_check_at": None,
+            "updated_at": now,
+        },
+    )
+    if intent_row["cancellation_reason"] is not None and intent_row["status"] != "canceled":
+        await repo.update(
+            conn,
+            "payment_intents",
+            intent_row["id"],
+            {"cancellation_reason": None, "updated_at": now},
+        )
+        intent_row = {**intent_row, "cancellation_reason": None, "updated_at": now}
+    return intent_row

@@ -1,0 +1,244 @@
+"""Where a payment's money moves in the ledger.
+
+Per merchant, mode and currency (and, for money a provider holds, per connector account):
+
+- `provider_balance` (asset): what the provider owes the merchant. Captures raise it;
+  fees, refunds and disputes lower it; payouts (reconciliation) move it to the bank. It
+  is the account reconciliation ties to the provider's settlement reports.
+- `sales` (revenue): what customers paid.
+- `refunds`, `processor_fees`, `disputes` (expense): where money left again, and why.
+
+The postings, each under an external id derived from payrail's object ids so that any
+retry (janitor, webhook, replayed request) posts it once:
+
+| event | external id | entries |
+|---|---|---|
+| manual authorization | `charge:{ch}:authorization` | pending: Dr provider_balance, Cr sales |
+| capture of it | same transaction, posted (partly) | the rest is released |
+| cancel / void | same transaction, voided | |
+| automatic capture | `charge:{ch}:capture` | Dr provider_balance, Cr sales |
+| processor fee | `charge:{ch}:fee` | Dr processor_fees, Cr provider_balance |
+| refund | `refund:{re}` | pending: Dr refunds, Cr provider_balance |
+| refund answered | same transaction | posted on success, voided on failure |
+| dispute opened | `dispute:{dp}:withdrawal` | Dr disputes, Cr provider_balance |
+| dispute won | `dispute:{dp}:reinstatement` | Dr provider_balance, Cr disputes |
+
+Every transaction's metadata names the intent, charge and connector account, and the
+provider's id, which is what reconciliation matches report rows on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from psycopg import AsyncConnection
+
+from payrail.clock import Clock
+from payrail.ledger import repository as ledger_repo
+from payrail.ledger import service as ledger
+from payrail.ledger.schemas import AccountCreate, EntryCreate, TransactionCreate
+from payrail.tenants.scope import Scope
+
+Conn = AsyncConnection[Any]
+Purpose = Literal["provider_balance", "sales", "refunds", "processor_fees", "disputes"]
+
+_KINDS: dict[Purpose, Literal["asset", "revenue", "expense"]] = {
+    "provider_balance": "asset",
+    "sales": "revenue",
+    "refunds": "expense",
+    "processor_fees": "expense",
+    "disputes": "expense",
+}
+# Most payments touch these two: sharded balances keep them from serializing postings.
+_SHARDS: dict[Purpose, int] = {"provider_balance": 8, "sales": 8}
+
+
+@dataclass(frozen=True, slots=True)
+class Accounts:
+    provider_balance: str
+    sales: str
+    refunds: str
+    processor_fees: str
+    disputes: str
+
+
+async def _account(
+    conn: Conn, scope: Scope, clock: Clock, purpose: Purpose, currency: str, connector: str
+) -> str:
+    key = (scope.merchant_id, scope.livemode, purpose, currency, connector)
+    select = (
+        "SELECT ledger_account_id FROM payment_ledger_accounts WHERE merchant_id = %s"
+        " AND livemode = %s AND purpose = %s AND currency = %s AND connector_account_id = %s"
+    )
+    found = await (await conn.execute(select, key)).fetchone()
+    if found is not None:
+        return str(found[0])
+    # First use: one creator per key, so no orphan ledger account is made in a race.
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("|".join(map(str, key)),)
+    )
+    found = await (await conn.execute(select, key)).fetchone()
+    if found is not None:
+        return str(found[0])
+    name = f"payments {purpose.replace('_', ' ')} {currency}"
+    if connector:
+        name += f" at {connector}"
+    account = await ledger.create_account(
+        conn,
+        scope,
+        clock,
+        AccountCreate(
+            name=name,
+            type=_KINDS[purpose],
+            currency=currency,
+            balance_shards=_SHARDS.get(purpose, 1),
+            metadata={"payments_purpose": purpose, "connector_account": connector},
+        ),
+    )
+    await conn.execute(
+        "INSERT INTO payment_ledger_accounts (merchant_id, livemode, purpose, currency,"
+        " connector_account_id, ledger_account_id) VALUES (%s, %s, %s, %s, %s, %s)",
+        (*key, account["id"]),
+    )
+    return str(account["id"])
+
+
+async def accounts(
+    conn: Conn, scope: Scope, clock: Clock, currency: str, connector_account_id: str
+) -> Accounts:
+    return Accounts(
+        provider_balance=await _account(
+            conn, scope, clock, "provider_balance", currency, connector_account_id
+        ),
+        sales=await _account(conn, scope, clock, "sales", currency, ""),
+        refunds=await _account(conn, scope, clock, "refunds", currency, ""),
+        processor_fees=await _account(conn, scope, clock, "processor_fees", currency, ""),
+        disputes=await _account(conn, scope, clock, "disputes", currency, ""),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """What a posting is about, written into its metadata for reconciliation."""
+
+    payment_intent: str
+    charge: str
+    connector_account: str
+    provider_id: str | None
+
+    def metadata(self, **more: str) -> dict[str, str]:
+        found = {
+            "payment_intent": self.payment_intent,
+            "charge": self.charge,
+            "connector_account": self.connector_account,
+            **more,
+        }
+        if self.provider_id is not None:
+            found["provider_id"] = self.provider_id
+        return found
+
+
+def _transfer(
+    external_id: str,
+    debit: str,
+    credit: str,
+    amount: int,
+    metadata: dict[str, str],
+    *,
+    pending: bool = False,
+) -> TransactionCreate:
+    return TransactionCreate(
+        external_id=external_id,
+        entries=[
+            EntryCreate(account=debit, direction="debit", amount=amount),
+            EntryCreate(account=credit, direction="credit", amount=amount),
+        ],
+        pending=pending,
+        metadata=metadata,
+    )
+
+
+def authorization_hold(a: Accounts, ref: Reference, amount: int) -> TransactionCreate:
+    return _transfer(
+        f"charge:{ref.charge}:authorization",
+        a.provider_balance,
+        a.sales,
+        amount,
+        ref.metadata(kind="authorization"),
+        pending=True,
+    )
+
+
+def automatic_capture(a: Accounts, ref: Reference, amount: int) -> TransactionCreate:
+    return _transfer(
+        f"charge:{ref.charge}:capture",
+        a.provider_balance,
+        a.sales,
+        amount,
+        ref.metadata(kind="capture"),
+    )
+
+
+def processor_fee(a: Accounts, ref: Reference, fee: int) -> TransactionCreate:
+    return _transfer(
+        f"charge:{ref.charge}:fee",
+        a.processor_fees,
+        a.provider_balance,
+        fee,
+        ref.metadata(kind="fee"),
+    )
+
+
+def refund_hold(a: Accounts, ref: Reference, refund_id: str, amount: int) -> TransactionCreate:
+    return _transfer(
+        f"refund:{refund_id}",
+        a.refunds,
+        a.provider_balance,
+        amount,
+        ref.metadata(kind="refund", refund=refund_id),
+        pending=True,
+    )
+
+
+def dispute_withdrawal(
+    a: Accounts, ref: Reference, dispute_id: str, amount: int
+) -> TransactionCreate:
+    return _transfer(
+        f"dispute:{dispute_id}:withdrawal",
+        a.disputes,
+        a.provider_balance,
+        amount,
+        ref.metadata(kind="dispute_withdrawal", dispute=dispute_id),
+    )
+
+
+def dispute_reinstatement(
+    a: Accounts, ref: Reference, dispute_id: str, amount: int
+) -> TransactionCreate:
+    return _transfer(
+        f"dispute:{dispute_id}:reinstatement",
+        a.provider_balance,
+        a.disputes,
+        amount,
+        ref.metadata(kind="dispute_reinstatement", dispute=dispute_id),
+    )
+
+
+async def post(conn: Conn, scope: Scope, clock: Clock, *transactions: TransactionCreate) -> None:
+    """Write them; one already written (same external id, same content) is left as is."""
+    await ledger.post_transactions(conn, scope, clock, transactions)
+
+
+async def settle_hold(
+    conn: Conn, scope: Scope, clock: Clock, external_id: str, amount: int | None
+) -> None:
+    """Post a pending hold (`amount` of it, the rest released), or void it when `amount`
+    is 0. Settling it the same way again is a no-op."""
+    found = (await ledger_repo.existing_external_ids(conn, scope, [external_id])).get(external_id)
+    if found is None:
+        raise LookupError(f"no ledger hold {external_id}")
+    if amount == 0:
+        await ledger.void_pending(conn, scope, clock, found)
+    else:
+        await ledger.post_pending(conn, scope, clock, found, amount)
