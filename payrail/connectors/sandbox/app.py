@@ -35,6 +35,7 @@ from payrail.connectors.sandbox import processor, schemas
 from payrail.connectors.sandbox.config import MAX_WEBHOOK_DELAY_MS, SandboxConfig, check_webhook_url
 from payrail.connectors.sandbox.errors import SandboxError, invalid_request, resource_missing
 from payrail.connectors.sandbox.faults import HEADER, Fault, FaultKind, FaultPlan
+from payrail.connectors.sandbox.faults import parse as parse_fault
 from payrail.connectors.sandbox.processor import Payment
 from payrail.connectors.sandbox.store import Record, Reply, Store
 from payrail.connectors.sandbox.webhooks import EVENT_TYPES, Event, Sender, WebhookSettings
@@ -406,7 +407,7 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-_FAULT_FIELDS = frozenset({"rate", "seed", "hang_seconds"})
+_FAULT_FIELDS = frozenset({"rate", "seed", "hang_seconds", "kinds"})
 _WEBHOOK_FIELDS = frozenset(
     {"webhook_url", "webhook_secret", "webhook_duplicate_rate", "webhook_delay_ms"}
 )
@@ -422,7 +423,20 @@ def _fault_plan(value: dict[str, Any], current: FaultPlan) -> FaultPlan:
     hang = value.get("hang_seconds", current.hang_seconds)
     if not _number(hang) or not 0 <= hang <= 3600:
         raise invalid_request("hang_seconds must be a number from 0 to 3600.", "hang_seconds")
-    return FaultPlan(float(rate), seed, float(hang))
+    kinds = current.kinds
+    if "kinds" in value:
+        asked = value["kinds"]
+        try:
+            if (
+                not isinstance(asked, list)
+                or not asked
+                or not all(isinstance(k, str) for k in asked)
+            ):
+                raise ValueError("kinds must be a non-empty list of fault kinds.")
+            kinds = tuple(parse_fault(k) for k in asked)
+        except ValueError as exc:
+            raise invalid_request(str(exc).replace(HEADER, "each of kinds"), "kinds") from None
+    return FaultPlan(float(rate), seed, float(hang), kinds)
 
 
 def _webhook_settings(value: dict[str, Any], current: WebhookSettings) -> WebhookSettings:

@@ -52,6 +52,10 @@ class Fault:
         return f"latency:{self.latency_ms}" if self.kind is FaultKind.LATENCY else self.kind.value
 
 
+# A rate draws from these unless told otherwise.
+DRAWN: tuple[Fault, ...] = tuple(Fault(kind) for kind in DRAWN_KINDS)
+
+
 def parse(value: str) -> Fault:
     """A ``Sandbox-Fault`` header value, or ValueError saying what is accepted."""
     value = value.strip()
@@ -73,8 +77,11 @@ def exact_rate(rate: float) -> Fraction:
     return fraction
 
 
-def draw(seed: int, key: str, attempt: int, rate: Fraction) -> FaultKind | None:
-    """The fault for this attempt of this key, or None: a share ``rate`` of draws fault."""
+def draw(
+    seed: int, key: str, attempt: int, rate: Fraction, kinds: tuple[Fault, ...] = DRAWN
+) -> Fault | None:
+    """The fault for this attempt of this key, or None: a share ``rate`` of draws fault,
+    each with one of ``kinds``."""
     if rate == 0:
         return None
     # JSON encodes the triple unambiguously, whatever characters the key holds.
@@ -82,7 +89,7 @@ def draw(seed: int, key: str, attempt: int, rate: Fraction) -> FaultKind | None:
     # Uniform in [0, 2**64): faulted when below rate * 2**64, compared in integers.
     if int.from_bytes(digest[:8], "big") * rate.denominator >= rate.numerator << 64:
         return None
-    return DRAWN_KINDS[int.from_bytes(digest[8:16], "big") % len(DRAWN_KINDS)]
+    return kinds[int.from_bytes(digest[8:16], "big") % len(kinds)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +99,15 @@ class FaultPlan:
     rate: float
     seed: int
     hang_seconds: float
+    # What a drawn fault may be; a test narrows it to force one kind (or a latency).
+    kinds: tuple[Fault, ...] = DRAWN
 
     def __post_init__(self) -> None:
         exact_rate(self.rate)
         if not self.hang_seconds >= 0:
             raise ValueError(f"hang seconds must be 0 or more, not {self.hang_seconds}")
+        if not self.kinds:
+            raise ValueError("at least one fault kind to draw from")
 
     def fault_for(self, header: str | None, key: str | None, attempt: int) -> Fault | None:
         """The header's fault if there is one (it wins over the rate), else a drawn one for
@@ -105,8 +116,12 @@ class FaultPlan:
             return parse(header)
         if key is None:
             return None
-        kind = draw(self.seed, key, attempt, exact_rate(self.rate))
-        return None if kind is None else Fault(kind)
+        return draw(self.seed, key, attempt, exact_rate(self.rate), self.kinds)
 
     def to_json(self) -> dict[str, object]:
-        return {"rate": self.rate, "seed": self.seed, "hang_seconds": self.hang_seconds}
+        return {
+            "rate": self.rate,
+            "seed": self.seed,
+            "hang_seconds": self.hang_seconds,
+            "kinds": [str(fault) for fault in self.kinds],
+        }

@@ -77,9 +77,9 @@ def test_a_rate_faults_about_that_share_spread_over_the_four_kinds(rate: float) 
     faulted = n - drawn[None]
     expected = rate * n
     assert abs(faulted - expected) < 5 * (expected * (1 - rate)) ** 0.5
-    assert set(drawn) - {None} == set(DRAWN_KINDS)
+    assert set(drawn) - {None} == {Fault(kind) for kind in DRAWN_KINDS}
     for kind in DRAWN_KINDS:
-        assert abs(drawn[kind] - faulted / 4) < 5 * (faulted * 3 / 16) ** 0.5 + 1
+        assert abs(drawn[Fault(kind)] - faulted / 4) < 5 * (faulted * 3 / 16) ** 0.5 + 1
 
 
 def test_exact_rate_is_the_decimal_written() -> None:

@@ -16,6 +16,7 @@ from payrail.connectors.sandbox.server import run_sandbox
 from tests.connectors.sandbox.helpers import AUTH, SECRET, ok, payment_body, post, record
 
 AFTER = {"error_after", "timeout_after"}
+KINDS = ["error_before", "error_after", "timeout_before", "timeout_after"]
 STATUS = {
     None: 200,
     "error_before": 503,
@@ -105,13 +106,13 @@ async def test_fault_injection_changes_at_run_time() -> None:
         async with client(url) as psp:
             assert (await attempt(psp, "before"))[1] is None
             plan = ok(await post(psp, "/sandbox/faults", {"rate": 1, "seed": 5}))
-            assert plan == {"rate": 1.0, "seed": 5, "hang_seconds": 0.0}
+            assert plan == {"rate": 1.0, "seed": 5, "hang_seconds": 0.0, "kinds": KINDS}
             faulted = [await attempt(psp, f"during-{i}") for i in range(20)]
             assert all(fault for _, fault in faulted)
             assert ok(await psp.get("/sandbox/record")), "reads are not faulted by rate"
             # The control call itself is never faulted, so faults can always be turned off.
             plan = ok(await post(psp, "/sandbox/faults", {"hang_seconds": 0.05}, key="any"))
-            assert plan == {"rate": 1.0, "seed": 5, "hang_seconds": 0.05}
+            assert plan == {"rate": 1.0, "seed": 5, "hang_seconds": 0.05, "kinds": KINDS}
             assert ok(await post(psp, "/sandbox/faults", {"rate": 0.0}))["rate"] == 0
             assert (await attempt(psp, "after"))[1] is None
 
@@ -120,6 +121,9 @@ async def test_fault_injection_changes_at_run_time() -> None:
                 {"rate": "0.1"},
                 {"seed": 1.5},
                 {"hang_seconds": -1},
+                {"kinds": []},
+                {"kinds": ["meltdown"]},
+                {"kinds": "error_after"},
                 {"speed": 1},
                 [1],
             ):
@@ -129,3 +133,19 @@ async def test_fault_injection_changes_at_run_time() -> None:
                     "invalid_request",
                 )
             assert ok(await post(psp, "/sandbox/faults", {}))["hang_seconds"] == 0.05
+
+
+async def test_kinds_narrow_what_a_rate_draws() -> None:
+    """A test forces one fault (or a latency) on every request by drawing from one kind."""
+    with sandbox(0, 1.0) as url:
+        async with client(url) as psp:
+            plan = ok(await post(psp, "/sandbox/faults", {"kinds": ["error_after"]}))
+            assert plan["kinds"] == ["error_after"]
+            faulted = [await attempt(psp, f"forced-{i}") for i in range(10)]
+            assert faulted == [(500, "error_after")] * 10
+            plan = ok(await post(psp, "/sandbox/faults", {"kinds": ["latency:5"]}))
+            assert plan["kinds"] == ["latency:5"]
+            assert await attempt(psp, "slow") == (200, "latency:5")
+            reply = await post(psp, "/sandbox/faults", {"kinds": ["latency:x"]})
+            assert reply.status_code == 400 and reply.json()["error"]["param"] == "kinds"
+            assert ok(await post(psp, "/sandbox/faults", {}))["kinds"] == ["latency:5"]
