@@ -16,7 +16,7 @@ from payrail.config import Settings
 from payrail.db.migrate import upgrade
 from payrail.ledger.verify import VerifyReport, verify
 from payrail.ops.logging import configure as configure_logging
-from payrail.runtime import database
+from payrail.runtime import database, worker_janitor
 from payrail.runtime import up as run_up
 from payrail.tenants.service import NewMerchant, create_merchant
 from payrail.vault.envelope import Rotation, Vault
@@ -27,6 +27,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 merchants_app = typer.Typer(help="Merchants and API keys.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 keys_app = typer.Typer(help="The card vault's keys.", no_args_is_help=True)
+worker_app = typer.Typer(help="Background workers, one role per process.", no_args_is_help=True)
 bench_app = typer.Typer(
     help="Benchmarks that print figures beside a reference.", no_args_is_help=True
 )
@@ -34,6 +35,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(merchants_app, name="merchants")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(keys_app, name="keys")
+app.add_typer(worker_app, name="worker")
 app.add_typer(bench_app, name="bench")
 console = Console()
 
@@ -59,6 +61,12 @@ def up(
             settings.sandbox_port,
         )
     run_up(settings)
+
+
+@worker_app.command("janitor")
+def worker_janitor_command() -> None:
+    """Settle payments whose provider answer was lost (in doubt), by asking the provider."""
+    worker_janitor(Settings.from_env())
 
 
 @db_app.command("upgrade")

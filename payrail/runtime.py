@@ -7,8 +7,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from types import FrameType
 
 import uvicorn
@@ -21,6 +21,7 @@ from payrail.config import Settings
 from payrail.db.embedded import EmbeddedPostgres
 from payrail.db.migrate import upgrade
 from payrail.db.pool import open_pool
+from payrail.payments import janitor
 from payrail.vault.envelope import Vault
 from payrail.vault.keyring import Keyring
 
@@ -46,10 +47,11 @@ def database(settings: Settings) -> Iterator[str]:
 
 @contextmanager
 def serve_in_thread(
-    url: str, clock: Clock, vault: Vault, *, max_connections: int = 20
+    url: str, clock: Clock, vault: Vault, *, max_connections: int = 20, workers: bool = False
 ) -> Iterator[str]:
     """The API on a free loopback port, served from a thread of this process: for tests
-    over real HTTP and for `payrail demo` when no platform is running."""
+    over real HTTP and for `payrail demo` when no platform is running. With `workers`,
+    the background workers run beside it, as under `payrail up`."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -60,9 +62,9 @@ def serve_in_thread(
         try:
             async with pool.connection() as conn:
                 await vault.prepare(conn, clock.now())
-            app = create_app(Services(pool=pool, clock=clock, vault=vault))
+            services = Services(pool=pool, clock=clock, vault=vault)
             config = uvicorn.Config(
-                app,
+                create_app(services),
                 host="127.0.0.1",
                 port=port,
                 log_level="warning",
@@ -71,7 +73,8 @@ def serve_in_thread(
                 backlog=1024,
             )
             servers.append(uvicorn.Server(config))
-            await servers[0].serve()
+            async with background(services, enabled=workers):
+                await servers[0].serve()
         finally:
             await pool.close()
 
@@ -96,9 +99,9 @@ async def _serve(url: str, settings: Settings) -> None:
         vault = Vault(Keyring.from_env(settings.data_dir))
         async with pool.connection() as conn:
             await vault.prepare(conn, clock.now())
-        app = create_app(Services(pool=pool, clock=clock, vault=vault))
+        services = Services(pool=pool, clock=clock, vault=vault)
         config = uvicorn.Config(
-            app,
+            create_app(services),
             host=settings.host,
             port=settings.port,
             log_level="warning",
@@ -113,9 +116,24 @@ async def _serve(url: str, settings: Settings) -> None:
             "Create a merchant and key from another terminal: "
             "uv run payrail merchants create 'My Shop'"
         )
-        await server.serve()
+        async with background(services):
+            await server.serve()
     finally:
         await pool.close()
+
+
+@asynccontextmanager
+async def background(services: Services, *, enabled: bool = True) -> AsyncIterator[None]:
+    """The workers `payrail up` runs beside the API (this issue: the payments janitor),
+    stopped and the connectors closed when the block ends."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(janitor.run(services, stop))] if enabled else []
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await services.connectors.aclose()
 
 
 @contextmanager
@@ -132,6 +150,29 @@ def _sandbox(settings: Settings) -> Iterator[str]:
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
+
+
+async def _janitor(url: str, settings: Settings) -> None:
+    pool = await open_pool(url, min_size=1, max_size=4)
+    try:
+        services = Services(
+            pool=pool, clock=SystemClock(), vault=Vault(Keyring.from_env(settings.data_dir))
+        )
+        async with background(services):
+            await asyncio.Event().wait()  # until Ctrl-C or SIGTERM
+    finally:
+        await pool.close()
+
+
+def worker_janitor(settings: Settings) -> None:
+    """`payrail worker janitor`: the in-doubt janitor alone, for a fleet; any number of
+    them share the work through their leases."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    with database(settings) as url:
+        console.print("payments janitor running; Ctrl-C stops it")
+        with suppress(KeyboardInterrupt):
+            asyncio.run(_janitor(url, settings))
+    console.print("janitor stopped")
 
 
 def up(settings: Settings) -> None:

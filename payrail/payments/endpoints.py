@@ -13,7 +13,7 @@ from payrail.api.context import RequestContext
 from payrail.api.http import Conn, read, request_body, write, write_steps
 from payrail.api.pagination import list_object, page_ids
 from payrail.api.schemas import Params
-from payrail.payments import refunds, service
+from payrail.payments import janitor, refunds, service
 from payrail.payments.schemas import (
     Expand,
     PaymentIntentCancel,
@@ -62,6 +62,9 @@ async def get_payment_intent(
     intent_id: str, request: Request, ctx: RequestContext = Ctx
 ) -> Response:
     async def work(conn: Conn, scope: Scope, params: RetrieveParams) -> dict[str, Any]:
+        # A charge whose check is due is asked about now, so a client polling its intent
+        # sees it settle without waiting for the janitor's next batch.
+        await janitor.check_intent(ctx.services, scope, intent_id)
         return await service.get(conn, scope, intent_id)
 
     return await read(request, ctx, RetrieveParams, work)
