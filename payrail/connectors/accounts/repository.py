@@ -109,6 +109,16 @@ async def sealed_credentials(
     return (row[0], row[1], row[2], bytes(row[3])) if row else None
 
 
+async def account_scope(conn: Conn, account_id: str) -> tuple[str, bool] | None:
+    """(merchant id, livemode) of an account, whoever's it is: a provider's webhook names
+    only the account it is for, and that account says whose it is."""
+    cur = await conn.execute(
+        "SELECT merchant_id, livemode FROM connector_accounts WHERE id = %s", (account_id,)
+    )
+    row = await cur.fetchone()
+    return (row[0], row[1]) if row else None
+
+
 async def account_modes(conn: Conn, merchant_id: str, ids: Sequence[str]) -> dict[str, bool]:
     """The mode of each of the merchant's accounts among `ids`, in either mode: to tell a
     caller that an id is of the other mode rather than unknown (Stripe does the same)."""

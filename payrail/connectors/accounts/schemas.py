@@ -65,6 +65,9 @@ Secret = Annotated[str, BeforeValidator(_secret)]
 
 class Credentials(Params):
     secret: Secret
+    # Signs the provider's webhooks to /webhooks/{account id}. Replaced with `secret`:
+    # credentials are sent, and kept, as a whole.
+    webhook_secret: Secret | None = None
 
 
 def _base_url(value: object) -> object:

@@ -9,6 +9,7 @@ for a payment. No object, event, log line or error carries them: only their last
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,10 +21,11 @@ from payrail.connectors.accounts import repository as repo
 from payrail.connectors.accounts.schemas import (
     ConnectorAccountCreate,
     ConnectorAccountUpdate,
+    Credentials,
     RoutingRuleCreate,
 )
 from payrail.connectors.base import Connector
-from payrail.connectors.sandbox_connector import SandboxConnector
+from payrail.connectors.sandbox_connector import DEFAULT_WEBHOOK_SECRET, SandboxConnector
 from payrail.errors import InvalidRequest, NotFound, ResourceMissing
 from payrail.events.outbox import OutboxEvent, emit
 from payrail.ids import new_id
@@ -52,6 +54,15 @@ def credentials_context(
     URL they are sent to. Copied onto another row they do not open, and pointing an
     account at another URL means sending the credentials again."""
     return f"{account_id}|{merchant_id}|credentials|{provider}|{base_url or ''}"
+
+
+def _sealable(credentials: Credentials) -> str:
+    """The text sealed: the API secret, then the webhook secret (if any) on a second line.
+    Neither can hold a line break (schemas.Secret), so credentials sealed before webhook
+    secrets existed open as they did."""
+    if credentials.webhook_secret is None:
+        return credentials.secret
+    return f"{credentials.secret}\n{credentials.webhook_secret}"
 
 
 def connector_account_object(row: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +137,7 @@ async def create_connector_account(
     account_id = new_id("ca")
     secret = params.credentials.secret
     context = credentials_context(account_id, scope.merchant_id, params.provider, params.base_url)
-    data_key_id, sealed = await vault.seal(conn, context, secret, now)
+    data_key_id, sealed = await vault.seal(conn, context, _sealable(params.credentials), now)
     row = {
         "id": account_id,
         "livemode": scope.livemode,
@@ -213,7 +224,7 @@ async def update_connector_account(
         context = credentials_context(
             account_id, scope.merchant_id, row["provider"], new["base_url"]
         )
-        sealed = await vault.seal(conn, context, secret, now)
+        sealed = await vault.seal(conn, context, _sealable(params.credentials), now)
         new["credentials_last4"] = secret[-4:]
     if sealed is None and new == row:
         return connector_account_object(row)
@@ -361,12 +372,20 @@ class Connectors:
             raise ConnectorNotImplemented(account_id, provider)
         assert base_url is not None  # connector_accounts_sandbox_base_url
         context = credentials_context(account_id, scope.merchant_id, provider, base_url)
-        secret = await vault.open(conn, context, data_key_id, sealed)
+        opened = await vault.open(conn, context, data_key_id, sealed)
         kept = self._open.get(account_id)
-        if kept is not None and kept[0] == (base_url, secret):
+        if kept is not None and kept[0] == (base_url, opened):
             return kept[1]
-        connector = SandboxConnector(base_url, secret, timeout=self._timeout)
-        self._open[account_id] = ((base_url, secret), connector)
+        secret, _, webhook_secret = opened.partition("\n")
+        if not webhook_secret:
+            # The sandbox's published default signs test webhooks out of the box. In live
+            # mode anyone could forge with it: an account without its own webhook secret
+            # checks against a random one instead, and so accepts no webhook.
+            webhook_secret = secrets.token_urlsafe(32) if scope.livemode else DEFAULT_WEBHOOK_SECRET
+        connector = SandboxConnector(
+            base_url, secret, timeout=self._timeout, webhook_secret=webhook_secret
+        )
+        self._open[account_id] = ((base_url, opened), connector)
         if kept is not None:
             await kept[1].aclose()
         return connector
