@@ -92,16 +92,22 @@ async def create(
                 raise NotFound("customer", params.customer, param="customer")
         payment_method = None
         if params.payment_method is not None:
-            row = await _payment_method(
+            card = await _payment_method(
                 conn, scope, services, params.payment_method, params.customer
             )
-            payment_method = row["id"]
+            payment_method = card["id"]
         try:
             state = states.created(params.amount, params.capture_method, payment_method)
+            if params.confirm:
+                # A confirm that cannot start is refused before the intent is written:
+                # a 400 must leave nothing behind, not an intent its caller never hears of.
+                states.confirming(state, None)
         except states.IllegalTransition as error:
             raise illegal(error) from None
+        if params.confirm:
+            await _route(conn, scope, params.amount, params.currency, card)
         now = clock.now()
-        row = {
+        row: dict[str, Any] = {
             "id": new_id("pi"),
             "amount": params.amount,
             "currency": params.currency,
@@ -139,6 +145,8 @@ async def update(
         changes["description"] = params.description or None
     if params.metadata is not None:
         changes["metadata"] = merge_metadata(row["metadata"], params.metadata)
+    # An update that changes nothing writes nothing and emits no event.
+    changes = {k: v for k, v in changes.items() if v != row[k]}
     if not changes:
         return intent_object(row)
     changes["updated_at"] = services.clock.now()
@@ -178,6 +186,23 @@ async def _new_charge(
     return charge_id
 
 
+async def _route(
+    conn: Conn, scope: Scope, amount: int, currency: str, card: dict[str, Any]
+) -> list[str]:
+    """The connector accounts to try for this card payment, in order."""
+    rules, known = await accounts.load_routing(conn, scope)
+    wanted = routing.RoutingInput(amount, currency, None, f"card:{card['brand']}")
+    try:
+        return routing.route(rules, known, wanted)
+    except routing.NoRoute:
+        raise InvalidRequest(
+            f"No enabled connector account takes {currency} card payments in"
+            f" {'live' if scope.livemode else 'test'} mode: create one at"
+            " /v1/connector_accounts.",
+            code="no_connector_account",
+        ) from None
+
+
 async def confirm(
     connect: Connect,
     scope: Scope,
@@ -196,17 +221,7 @@ async def confirm(
         card = await _payment_method(
             conn, scope, services, after.payment_method, row["customer_id"]
         )
-        rules, known = await accounts.load_routing(conn, scope)
-        wanted = routing.RoutingInput(row["amount"], row["currency"], None, f"card:{card['brand']}")
-        try:
-            chain = routing.route(rules, known, wanted)
-        except routing.NoRoute:
-            raise InvalidRequest(
-                f"No enabled connector account takes {row['currency']} card payments in"
-                f" {'live' if scope.livemode else 'test'} mode: create one at"
-                " /v1/connector_accounts.",
-                code="no_connector_account",
-            ) from None
+        chain = await _route(conn, scope, row["amount"], row["currency"], card)
         row = {
             **row,
             "status": after.status,
@@ -235,7 +250,7 @@ async def confirm(
         secret = await vault_service.reveal(conn, scope, clock, services.vault, card["id"])
     charges = {chain[0]: first}
 
-    async def authorize_at(account_id: str) -> str:
+    async def authorize_at(account_id: str) -> dict[str, Any]:
         async with connect() as conn:
             if account_id not in charges:
                 async with conn.transaction():
@@ -243,10 +258,12 @@ async def confirm(
             connector = await services.connectors.get(conn, scope, services.vault, account_id)
         answer = await connector.authorize(_authorization(row, charges[account_id], secret))
         async with connect() as conn, conn.transaction():
-            await outcomes.record_attempt(conn, scope, clock, charges[account_id], answer)
-        return charges[account_id]
+            return await outcomes.record_attempt(conn, scope, clock, charges[account_id], answer)
 
-    _, attempts = await routing.with_failover(chain, authorize_at)
+    recorded, attempts = await routing.with_failover(chain, authorize_at)
+    if recorded is not None and len(attempts) == 1:
+        # The first account answered, and recording its answer read the intent as it is.
+        return _answer(recorded)
     async with connect() as conn, conn.transaction():
         for attempt in attempts:
             if attempt.error is not None:

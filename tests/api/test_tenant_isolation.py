@@ -18,6 +18,7 @@ from payrail.api.context import Services
 from payrail.clock import ManualClock
 from payrail.tenants.service import NewMerchant
 from tests.conftest import new_merchant
+from tests.payments.webhook_helpers import make_dispute
 from tests.routes import api_routes
 from tests.vaults import fixed_vault
 
@@ -37,6 +38,7 @@ KINDS = {
     "cus": CUSTOMERS,
     "ca": CONNECTOR_ACCOUNTS,
     "rr": ROUTING_RULES,
+    "dp": "/v1/disputes",
 }
 
 
@@ -129,6 +131,10 @@ async def routing_rule(owner: Tenant, tag: str) -> str:
     return routing_rule_id
 
 
+async def dispute(owner: Tenant, tag: str) -> str:
+    return await make_dispute(owner.http, owner.headers)
+
+
 # Each route taking an id, and how to make an object of the owner's on which that route
 # would succeed: only then does a 404 for someone else prove isolation, not a state error.
 FACTORIES: dict[str, Factory] = {
@@ -145,6 +151,7 @@ FACTORIES: dict[str, Factory] = {
     "/v1/customers/{customer_id}/payment_methods": customer,
     "/v1/connector_accounts/{connector_account_id}": connector_account,
     "/v1/routing_rules/{routing_rule_id}": routing_rule,
+    "/v1/disputes/{dispute_id}": dispute,
 }
 
 
