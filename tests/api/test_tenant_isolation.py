@@ -6,18 +6,22 @@ object id fails it until this file learns how to make an object for that route.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from payrail.api.app import create_app
 from payrail.api.context import Services
 from payrail.clock import ManualClock
+from payrail.connectors.sandbox import SandboxConfig
+from payrail.connectors.sandbox.server import run_sandbox
 from payrail.tenants.service import NewMerchant
 from tests.conftest import new_merchant
+from tests.connectors.accounts.helpers import SECRET, bearer, sandbox_account
 from tests.payments.webhook_helpers import make_dispute
 from tests.routes import api_routes
 from tests.vaults import fixed_vault
@@ -30,6 +34,8 @@ PAYMENT_METHODS = "/v1/payment_methods"
 CUSTOMERS = "/v1/customers"
 CONNECTOR_ACCOUNTS = "/v1/connector_accounts"
 ROUTING_RULES = "/v1/routing_rules"
+PAYMENT_INTENTS = "/v1/payment_intents"
+REFUNDS = "/v1/refunds"
 # id prefix -> route
 KINDS = {
     "lacc": ACCOUNTS,
@@ -38,14 +44,24 @@ KINDS = {
     "cus": CUSTOMERS,
     "ca": CONNECTOR_ACCOUNTS,
     "rr": ROUTING_RULES,
+    "pi": PAYMENT_INTENTS,
+    "re": REFUNDS,
     "dp": "/v1/disputes",
 }
+
+
+@pytest.fixture(scope="module")
+def psp_url() -> Iterator[str]:
+    """A sandbox PSP the owner's payments go to, so that the owner's own calls succeed."""
+    with run_sandbox(SandboxConfig(secret=SECRET), ManualClock(), grace_seconds=1) as url:
+        yield url
 
 
 @dataclass(frozen=True)
 class Tenant:
     http: httpx.AsyncClient
     headers: dict[str, str]
+    psp_url: str | None = None  # a sandbox PSP its payments go to
 
     async def post(self, path: str, body: Json | None = None) -> Json:
         reply = await self.http.post(path, json=body or {}, headers=self.headers)
@@ -131,6 +147,54 @@ async def routing_rule(owner: Tenant, tag: str) -> str:
     return routing_rule_id
 
 
+async def sandbox_route(owner: Tenant) -> None:
+    """A sandbox account at the owner's PSP, first in the routing (priority 0), so that
+    connector accounts other factories make for other providers never take a payment."""
+    assert owner.psp_url is not None, "this owner has no sandbox PSP"
+    account = await owner.post(CONNECTOR_ACCOUNTS, sandbox_account(owner.psp_url))
+    await owner.post(ROUTING_RULES, {"priority": 0, "connector_accounts": [account["id"]]})
+
+
+async def unconfirmed_intent(owner: Tenant, tag: str) -> str:
+    """An intent in requires_confirmation that a confirm would charge."""
+    await sandbox_route(owner)
+    body = {"amount": 1500, "currency": "usd", "payment_method": "pm_card_visa"}
+    obj = await owner.post(PAYMENT_INTENTS, {**body, "metadata": {"tag": tag[:500]}})
+    assert obj["status"] == "requires_confirmation", obj
+    intent_id: str = obj["id"]
+    return intent_id
+
+
+async def authorized_intent(owner: Tenant, tag: str) -> str:
+    """An intent in requires_capture: its card is authorized at the sandbox."""
+    await sandbox_route(owner)
+    obj = await owner.post(
+        PAYMENT_INTENTS,
+        {
+            "amount": 1500,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "capture_method": "manual",
+            "confirm": True,
+        },
+    )
+    assert obj["status"] == "requires_capture", obj
+    intent_id: str = obj["id"]
+    return intent_id
+
+
+async def refund(owner: Tenant, tag: str) -> str:
+    """A refund of part of a succeeded intent."""
+    await sandbox_route(owner)
+    body = {"amount": 1500, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    intent = await owner.post(PAYMENT_INTENTS, body)
+    assert intent["status"] == "succeeded", intent
+    obj = await owner.post(REFUNDS, {"payment_intent": intent["id"], "amount": 100})
+    assert obj["status"] == "succeeded", obj
+    refund_id: str = obj["id"]
+    return refund_id
+
+
 async def dispute(owner: Tenant, tag: str) -> str:
     return await make_dispute(owner.http, owner.headers)
 
@@ -151,6 +215,11 @@ FACTORIES: dict[str, Factory] = {
     "/v1/customers/{customer_id}/payment_methods": customer,
     "/v1/connector_accounts/{connector_account_id}": connector_account,
     "/v1/routing_rules/{routing_rule_id}": routing_rule,
+    "/v1/payment_intents/{intent_id}": unconfirmed_intent,
+    "/v1/payment_intents/{intent_id}/confirm": unconfirmed_intent,
+    "/v1/payment_intents/{intent_id}/capture": authorized_intent,
+    "/v1/payment_intents/{intent_id}/cancel": authorized_intent,
+    "/v1/refunds/{refund_id}": refund,
     "/v1/disputes/{dispute_id}": dispute,
 }
 
@@ -181,6 +250,7 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
     merchant: NewMerchant,
     pool: AsyncConnectionPool,
     clock: ManualClock,
+    psp_url: str,
 ) -> None:
     routes = routes_with_ids(pool, clock)
     assert routes, "no /v1 route with a path parameter found: the route walk is broken"
@@ -190,7 +260,7 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
     other = await new_merchant(pool, clock, "Globex")
     a = Tenant(client, {"Authorization": f"Bearer {merchant.test_secret}"})
     a_live = Tenant(client, {"Authorization": f"Bearer {merchant.live_secret}"})
-    b = Tenant(client, {"Authorization": f"Bearer {other.test_secret}"})
+    b = Tenant(client, {"Authorization": f"Bearer {other.test_secret}"}, psp_url)
     await a.transaction("a-own")  # A has objects of its own too
 
     targets: dict[tuple[str, str], str] = {}
@@ -204,6 +274,9 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
             view[object_id] = await b.get(f"{kind}/{object_id}")
         for kind in KINDS.values():
             view[kind] = await b.get(kind, limit=100)
+        # Nor does an intruder's call reach the owner's PSP.
+        async with httpx.AsyncClient(base_url=psp_url, headers=bearer(SECRET)) as psp:
+            view["sandbox"] = (await psp.get("/sandbox/record")).json()
         return view
 
     async def counts() -> tuple[int, ...]:
@@ -214,7 +287,11 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
                     " (SELECT count(*) FROM ledger_entries), (SELECT count(*) FROM events),"
                     " (SELECT count(*) FROM ledger_accounts),"
                     " (SELECT count(*) FROM payment_methods), (SELECT count(*) FROM customers),"
-                    " (SELECT count(*) FROM payment_methods WHERE customer_id IS NOT NULL)"
+                    " (SELECT count(*) FROM payment_methods WHERE customer_id IS NOT NULL),"
+                    " (SELECT count(*) FROM payment_intents), (SELECT count(*) FROM charges),"
+                    " (SELECT count(*) FROM refunds),"
+                    " (SELECT count(*) FROM connector_accounts),"
+                    " (SELECT count(*) FROM routing_rules)"
                 )
             ).fetchone()
         assert row is not None

@@ -3,14 +3,20 @@ that changes nothing writes none."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from payrail.api.app import create_app
 from payrail.api.context import Services
+from payrail.clock import ManualClock
+from payrail.connectors.sandbox import SandboxConfig
+from payrail.connectors.sandbox.server import run_sandbox
 from payrail.tenants.service import NewMerchant
+from tests.connectors.accounts.helpers import SECRET, sandbox_account
 from tests.routes import api_routes
 
 # Every state-changing route, and the event types one successful call of it writes.
@@ -32,7 +38,48 @@ WRITE_PATHS = {
     "/v1/connector_accounts": ["connector_account.created"],
     "/v1/connector_accounts/{connector_account_id}": ["connector_account.updated"],
     "/v1/routing_rules": ["routing_rule.created"],
+    # Payments, once the payments ledger accounts exist (their first use also writes
+    # ledger.account.created for each); an intent without a payment method:
+    "/v1/payment_intents": ["payment_intent.created"],
+    "/v1/payment_intents/{intent_id}": ["payment_intent.updated"],
+    # with manual capture, and a saved payment method:
+    "/v1/payment_intents/{intent_id}/confirm": [
+        "ledger.transaction.pending",
+        "payment_intent.amount_capturable_updated",
+    ],
+    "/v1/payment_intents/{intent_id}/capture": [
+        "ledger.transaction.posted",  # the authorization hold
+        "ledger.transaction.posted",  # the processor's fee
+        "payment_intent.succeeded",
+    ],
+    # of an authorized intent:
+    "/v1/payment_intents/{intent_id}/cancel": [
+        "ledger.transaction.voided",
+        "payment_intent.canceled",
+    ],
+    "/v1/refunds": [
+        "ledger.transaction.pending",
+        "refund.created",
+        "ledger.transaction.posted",
+        "refund.updated",
+    ],
 }
+# The first payment: its test card becomes a payment method, the payments ledger
+# accounts are made, then the capture and the fee are posted.
+FIRST_PAYMENT = [
+    "payment_method.created",
+    "payment_intent.created",
+    *["ledger.account.created"] * 5,
+    "ledger.transaction.posted",
+    "ledger.transaction.posted",
+    "payment_intent.succeeded",
+]
+
+
+@pytest.fixture(scope="module")
+def psp_url() -> Iterator[str]:
+    with run_sandbox(SandboxConfig(secret=SECRET), ManualClock(), grace_seconds=1) as url:
+        yield url
 
 
 async def events(pool: AsyncConnectionPool, merchant_id: str) -> list[tuple[str, str, Any]]:
@@ -69,14 +116,18 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     auth: dict[str, str],
     pool: AsyncConnectionPool,
     merchant: NewMerchant,
+    psp_url: str,
 ) -> None:
-    async def emitted_by(path: str, data: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    async def emitted_by(
+        path: str, data: dict[str, Any], expected: list[str] | None = None
+    ) -> list[tuple[str, str, Any]]:
         before = len(await events(pool, merchant.id))
         reply = await client.post(path, headers=auth, json=data)
         assert reply.status_code == 200, reply.text
         new = (await events(pool, merchant.id))[before:]
         template = next(p for p in WRITE_PATHS if _matches(p, path))
-        assert [event_type for event_type, _, _ in new] == WRITE_PATHS[template]
+        wanted = WRITE_PATHS[template] if expected is None else expected
+        assert [event_type for event_type, _, _ in new] == wanted, path
         return new
 
     [(_, cash, account)] = await emitted_by(
@@ -140,6 +191,64 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     await emitted_by(
         "/v1/routing_rules", {"priority": 1, "connector_accounts": [connector_account_id]}
     )
+
+    # Payments, at a sandbox PSP (the stripe account above is disabled: it takes none).
+    await emitted_by("/v1/connector_accounts", sandbox_account(psp_url))
+    first = {"amount": 2000, "currency": "usd", "payment_method": "pm_card_visa"}
+    paid = await emitted_by("/v1/payment_intents", {**first, "confirm": True}, FIRST_PAYMENT)
+    intent_id = paid[1][1]
+    assert paid[-1][1] == intent_id and paid[-1][2]["status"] == "succeeded"
+    [(_, manual_id, created)] = await emitted_by(
+        "/v1/payment_intents", {"amount": 5000, "currency": "usd", "capture_method": "manual"}
+    )
+    assert created["status"] == "requires_payment_method"
+    [(_, _, updated)] = await emitted_by(
+        f"/v1/payment_intents/{manual_id}", {"metadata": {"order": "42"}}
+    )
+    assert updated["metadata"] == {"order": "42"}
+    [(_, saved_card, _)] = await emitted_by(
+        "/v1/payment_methods", {"type": "card", "card": {"token": "tok_visa"}}
+    )
+    held = await emitted_by(
+        f"/v1/payment_intents/{manual_id}/confirm", {"payment_method": saved_card}
+    )
+    assert held[1][2]["status"] == "requires_capture"
+    captured = await emitted_by(
+        f"/v1/payment_intents/{manual_id}/capture", {"amount_to_capture": 3000}
+    )
+    assert captured[-1][2]["amount_received"] == 3000
+    refunded = await emitted_by("/v1/refunds", {"payment_intent": intent_id, "amount": 500})
+    assert [obj["status"] for kind, _, obj in refunded if kind.startswith("refund.")] == [
+        "pending",
+        "succeeded",
+    ]
+    authorized = await client.post(
+        "/v1/payment_intents",
+        headers=auth,
+        json={**first, "payment_method": saved_card, "capture_method": "manual", "confirm": True},
+    )
+    assert authorized.json()["status"] == "requires_capture", authorized.text
+    await emitted_by(f"/v1/payment_intents/{authorized.json()['id']}/cancel", {})
+    # Nothing is held at the provider for an intent never confirmed: canceled at once.
+    [(_, unconfirmed_id, _)] = await emitted_by(
+        "/v1/payment_intents", {"amount": 100, "currency": "usd"}
+    )
+    await emitted_by(
+        f"/v1/payment_intents/{unconfirmed_id}/cancel", {}, ["payment_intent.canceled"]
+    )
+    # A declined confirm is a 402 whose one event says the payment failed.
+    before = len(await events(pool, merchant.id))
+    declined = await client.post(
+        "/v1/payment_intents",
+        headers=auth,
+        json={**first, "payment_method": "pm_card_chargeDeclined", "confirm": True},
+    )
+    assert declined.status_code == 402, declined.text
+    assert [kind for kind, _, _ in (await events(pool, merchant.id))[before:]] == [
+        "payment_method.created",
+        "payment_intent.created",
+        "payment_intent.payment_failed",
+    ]
 
     # A replay, an idempotent repeat and a refused request write no event.
     count = len(await events(pool, merchant.id))
