@@ -18,6 +18,7 @@ from payrail.errors import ApiFailure, InvalidRequest, PayrailError
 from payrail.ids import new_id
 from payrail.ledger.endpoints import router as ledger_router
 from payrail.payments.endpoints import router as payments_router
+from payrail.payments.webhook_endpoints import router as webhooks_router
 from payrail.vault.endpoints import router as payment_methods_router
 
 log = structlog.get_logger(__name__)
@@ -101,5 +102,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(customers_router)
     app.include_router(connector_accounts_router)
     app.include_router(payments_router)
+    app.include_router(webhooks_router)
     app.add_middleware(RequestIdMiddleware)
     return app

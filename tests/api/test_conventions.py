@@ -581,6 +581,8 @@ async def test_openapi_is_served_and_complete(client: httpx.AsyncClient) -> None
         ("post", "/v1/refunds"),
         ("get", "/v1/refunds"),
         ("get", "/v1/refunds/{refund_id}"),
+        ("get", "/v1/disputes"),
+        ("get", "/v1/disputes/{dispute_id}"),
     }
     found = {
         (method, path)
