@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from payrail.clock import SystemClock
+from payrail.connectors.sandbox.config import DEFAULT_SECRET
 from payrail.db.embedded import EmbeddedPostgres
 from payrail.runtime import serve_in_thread
 from tests.vaults import MASTER_KEY, fixed_vault
@@ -44,7 +45,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 def payrail(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "payrail", *args],
-        env=env,
+        env={**env, "COLUMNS": "200"},  # rich tables then keep each row on one line
         capture_output=True,
         text=True,
         timeout=120,
@@ -104,11 +105,34 @@ def test_up_serves_while_a_second_terminal_creates_a_merchant(
     assert reply.status_code == 200, reply.text
     verified = payrail(env, "ledger", "verify")
     assert verified.returncode == 0 and "OK" in verified.stdout, verified.stdout
+    sandbox = f"http://127.0.0.1:{env['PAYRAIL_SANDBOX_PORT']}"
+    assert httpx.get(f"{sandbox}/health").json() == {"ok": True}, "up runs a sandbox PSP"
     demo = payrail(env, "demo", "--url", base)
     assert demo.returncode == 0, demo.stderr
-    assert "balance_insufficient" in demo.stdout and "replayed=True" in demo.stdout
-    sandbox = httpx.get(f"http://127.0.0.1:{env['PAYRAIL_SANDBOX_PORT']}/health")
-    assert sandbox.json() == {"ok": True}, "up runs a sandbox PSP beside the API"
+    assert_demo_ran(demo.stdout)
+    with httpx.Client(
+        base_url=sandbox, headers={"Authorization": f"Bearer {DEFAULT_SECRET}"}
+    ) as psp:
+        made = psp.get("/sandbox/record").json()["payments"]
+        assert sorted((p["status"], p["amount_captured"]) for p in made) == [
+            ("captured", 1500),
+            ("captured", 2500),
+            ("captured", 3000),
+        ], "the demo paid through up's sandbox, each payment charged once"
+        assert psp.post("/sandbox/faults", json={}).json()["rate"] == 0, "faults off again"
+
+
+def assert_demo_ran(stdout: str) -> None:
+    assert "balance_insufficient" in stdout and "replayed=True" in stdout
+    assert re.search(r"pay 15\.00 USD; .*│ pi_\w+: processing after", stdout), stdout
+    assert "succeeded after" in stdout and "the sandbox charged it 1 time(s)" in stdout
+    for what, received, refunded in (
+        ("automatic capture", "25.00", "10.00"),
+        ("manual, partial capture", "30.00", "0.00"),
+        ("in doubt, resolved", "15.00", "0.00"),
+    ):
+        row = rf"│ {re.escape(what)} +│ succeeded +│ {received} +│ {refunded} +│ 1 +│"
+        assert re.search(row, stdout), f"{what}: {stdout}"
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
@@ -130,6 +154,14 @@ def test_stop_is_clean_and_data_survives_a_restart(
     finally:
         stop(restarted, signal.SIGTERM)
     assert not server.is_running()
+
+
+def test_demo_without_up_runs_the_api_and_a_sandbox_in_process(env: dict[str, str]) -> None:
+    demo = payrail(env, "demo", "--url", f"http://127.0.0.1:{env['PAYRAIL_PORT']}")
+    assert demo.returncode == 0, demo.stderr
+    assert "running the API in this process" in demo.stdout
+    assert_demo_ran(demo.stdout)
+    assert not EmbeddedPostgres(Path(env["PAYRAIL_DATA_DIR"])).is_running()
 
 
 def test_a_command_without_up_starts_and_stops_the_embedded_database(
