@@ -130,15 +130,23 @@ def test_manual_capture_partial_from_card_numbers(
     assert [(p["status"], p["amount_captured"]) for p in charged] == [("captured", 3000)]
 
     other = sdk.v1.payment_intents.create(
-        {"amount": 700, "currency": "eur", "customer": customer.id, "payment_method": card.id}
+        {
+            "amount": 700,
+            "currency": "eur",
+            "customer": customer.id,
+            "payment_method": card.id,
+            "capture_method": "manual",
+        }
     )
     listed = sdk.v1.payment_intents.list({"customer": customer.id, "limit": 1})
     assert [i.id for i in listed.data] == [other.id] and listed.has_more
     following = sdk.v1.payment_intents.list({"customer": customer.id, "starting_after": other.id})
     assert [i.id for i in following.data] == [intent.id]
     assert sdk.v1.payment_intents.retrieve(other.id).status == "requires_confirmation"
-    canceled = sdk.v1.payment_intents.cancel(other.id)
-    assert canceled.status == "canceled"
+    sdk.v1.payment_intents.confirm(other.id)
+    whole = sdk.v1.payment_intents.capture(other.id)
+    assert (whole.status, whole.amount_received) == ("succeeded", 700)
+    assert [p["amount_captured"] for p in psp_record(str(whole.latest_charge))] == [700]
 
 
 def test_declined_card_raises_card_error_with_its_decline_code(
