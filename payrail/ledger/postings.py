@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
+from payrail.api.schemas import METADATA_KEYS
 from payrail.errors import InvalidRequest
+from payrail.ledger.schemas import (
+    ACCOUNT_ID_MAX,
+    DESCRIPTION_MAX,
+    EFFECTIVE_AT_MAX,
+    ENTRIES_MAX,
+    ENTRIES_MIN,
+    EXTERNAL_ID_MAX,
+)
 
 Direction = Literal["debit", "credit"]
 Phase = Literal["pending", "posted"]
@@ -37,12 +46,80 @@ class Entry:
         return self.amount if self.direction == "debit" else -self.amount
 
 
-def check_balanced(entries: Sequence[Entry], *, param: str = "entries") -> None:
-    """Debits equal credits in every currency (PostgreSQL checks it again at commit)."""
-    totals: dict[tuple[str, Phase], int] = defaultdict(int)
-    for entry in entries:
-        totals[(entry.currency, entry.phase)] += entry.signed
-    unbalanced = sorted(currency for (currency, _), total in totals.items() if total != 0)
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    account: str
+    direction: Direction
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewTransaction:
+    """A transaction that payrail builds itself (billing, reconciliation): the fields of
+    the API's TransactionCreate as a plain value. Building a pydantic model per transfer
+    cost a batch of 1,000 about 20 ms; `check_new` applies the same limits in a few µs."""
+
+    external_id: str
+    entries: Sequence[NewEntry]
+    pending: bool = False
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    effective_at: int | None = None  # Unix seconds, as in the API
+
+
+# payrail.api.schemas' bounds for amounts and metadata, which name no constant.
+MAX_AMOUNT = 10**15
+METADATA_KEY_MAX = 40
+METADATA_VALUE_MAX = 500
+
+
+def _text(value: object, low: int, high: int) -> bool:
+    return type(value) is str and low <= len(value) <= high
+
+
+def check_new(t: NewTransaction, param: Callable[[str], str]) -> None:
+    """Refuse what TransactionCreate would refuse, naming the parameter as the API does.
+    Strict where pydantic is lax: internal callers pass ints and bools, never strings."""
+
+    def invalid(name: str, why: str) -> InvalidRequest:
+        return InvalidRequest(
+            f"Invalid {param(name)}: {why}", param=param(name), code="parameter_invalid"
+        )
+
+    if not _text(t.external_id, 1, EXTERNAL_ID_MAX):
+        raise invalid("external_id", f"must be a string of 1 to {EXTERNAL_ID_MAX} characters")
+    if not ENTRIES_MIN <= len(t.entries) <= ENTRIES_MAX:
+        raise invalid("entries", f"must have {ENTRIES_MIN} to {ENTRIES_MAX} entries")
+    for index, e in enumerate(t.entries):
+        if not _text(e.account, 1, ACCOUNT_ID_MAX):
+            raise invalid(f"entries[{index}][account]", "must be a ledger account id")
+        if e.direction != "debit" and e.direction != "credit":
+            raise invalid(f"entries[{index}][direction]", "must be 'debit' or 'credit'")
+        if type(e.amount) is not int or not 0 < e.amount <= MAX_AMOUNT:
+            raise invalid(f"entries[{index}][amount]", f"must be an integer in 1..{MAX_AMOUNT}")
+    if type(t.pending) is not bool:
+        raise invalid("pending", "must be a boolean")
+    if t.description is not None and not _text(t.description, 0, DESCRIPTION_MAX):
+        raise invalid("description", f"must be a string of at most {DESCRIPTION_MAX} characters")
+    if type(t.metadata) is not dict or len(t.metadata) > METADATA_KEYS:
+        raise invalid("metadata", f"must map at most {METADATA_KEYS} keys to strings")
+    for key, value in t.metadata.items():
+        if not _text(key, 1, METADATA_KEY_MAX) or not _text(value, 0, METADATA_VALUE_MAX):
+            raise invalid(
+                f"metadata[{key}]",
+                f"keys must have 1 to {METADATA_KEY_MAX} characters,"
+                f" values at most {METADATA_VALUE_MAX}",
+            )
+    if t.effective_at is not None and (
+        type(t.effective_at) is not int or not 0 <= t.effective_at <= EFFECTIVE_AT_MAX
+    ):
+        raise invalid("effective_at", f"must be Unix seconds in 0..{EFFECTIVE_AT_MAX}")
+
+
+def check_nets(nets: Mapping[str, int], *, param: str) -> None:
+    """Debits equal credits in every currency: each currency's debits less credits, within
+    one phase, is zero (PostgreSQL checks it again at commit)."""
+    unbalanced = sorted(currency for currency, total in nets.items() if total != 0)
     if unbalanced:
         raise InvalidRequest(
             f"Debits and credits must be equal in each currency; they differ in "

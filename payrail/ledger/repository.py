@@ -3,31 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from payrail.events.outbox import OutboxEvent, event_rows
-from payrail.ledger.postings import BalanceTotals, Entry, Status
+from payrail.ledger.postings import BalanceTotals, Direction, Entry, Phase, Status
 from payrail.tenants.scope import Scope
 
 Conn = AsyncConnection[Any]
 
 
-@dataclass(frozen=True, slots=True)
-class TransactionHeader:
+class HeaderRow(TypedDict):
+    """A new transaction's header, as `ledger_post_transactions` reads it."""
+
     id: str
     external_id: str
-    content_hash: bytes
+    content_hash: str  # hex
     status: Status
     description: str | None
     metadata: dict[str, str]
     reverses_id: str | None
     effective_at: datetime
+
+
+class EntryRow(TypedDict):
+    transaction_id: str
+    account_id: str
+    currency: str
+    direction: Direction
+    amount: int
+    phase: Phase
 
 
 async def insert_account(
@@ -122,54 +131,39 @@ ENTRY_ROWS = """
 """
 
 
-def _entry_rows(entries: Iterable[tuple[str, Entry]]) -> str:
-    return orjson.dumps(
-        [
-            {
-                "transaction_id": tx,
-                "account_id": e.account_id,
-                "currency": e.currency,
-                "direction": e.direction,
-                "amount": e.amount,
-                "phase": e.phase,
-            }
-            for tx, e in entries
-        ]
-    ).decode()
+def entry_rows(transaction_id: str, entries: Iterable[Entry]) -> list[EntryRow]:
+    return [
+        {
+            "transaction_id": transaction_id,
+            "account_id": e.account_id,
+            "currency": e.currency,
+            "direction": e.direction,
+            "amount": e.amount,
+            "phase": e.phase,
+        }
+        for e in entries
+    ]
 
 
 async def post_transactions(
     conn: Conn,
     scope: Scope,
     now: datetime,
-    headers: Sequence[TransactionHeader],
-    entries: Sequence[tuple[str, Entry]],
+    headers: Sequence[HeaderRow],
+    entries: Sequence[EntryRow],
     events: Sequence[OutboxEvent],
 ) -> set[str]:
     """Headers, entries and outbox events in one statement (`ledger_post_transactions`).
     Returns the ids inserted; a header whose external_id is taken by the same content is
     skipped, and by other content raises `ledger_transactions_external_id_content`."""
-    rows = [
-        {
-            "id": h.id,
-            "external_id": h.external_id,
-            "content_hash": h.content_hash.hex(),
-            "status": h.status,
-            "description": h.description,
-            "metadata": h.metadata,
-            "reverses_id": h.reverses_id,
-            "effective_at": h.effective_at,
-        }
-        for h in headers
-    ]
     cur = await conn.execute(
         "SELECT ledger_post_transactions(%s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb)",
         (
             scope.merchant_id,
             scope.livemode,
             now,
-            orjson.dumps(rows).decode(),
-            _entry_rows(entries),
+            orjson.dumps(headers).decode(),
+            orjson.dumps(entries).decode(),
             event_rows(events),
         ),
     )
@@ -186,7 +180,7 @@ async def append_entries(
         {
             "merchant_id": scope.merchant_id,
             "livemode": scope.livemode,
-            "entries": _entry_rows((transaction_id, e) for e in entries),
+            "entries": orjson.dumps(entry_rows(transaction_id, entries)).decode(),
         },
     )
 

@@ -10,7 +10,15 @@ from payrail.api.schemas import Currency, Metadata, MinorUnits, Params
 
 AccountType = Literal["asset", "liability", "equity", "revenue", "expense"]
 Direction = Literal["debit", "credit"]
-ExternalId = Annotated[str, Field(min_length=1, max_length=255)]
+
+# Shared with postings.check_new, which applies the same limits without pydantic.
+EXTERNAL_ID_MAX = 255
+ACCOUNT_ID_MAX = 64
+ENTRIES_MIN, ENTRIES_MAX = 2, 100
+DESCRIPTION_MAX = 1000
+EFFECTIVE_AT_MAX = 32503680000  # 3000-01-01
+
+ExternalId = Annotated[str, Field(min_length=1, max_length=EXTERNAL_ID_MAX)]
 
 
 class AccountCreate(Params):
@@ -31,18 +39,18 @@ class AccountCreate(Params):
 
 
 class EntryCreate(Params):
-    account: Annotated[str, Field(min_length=1, max_length=64)]
+    account: Annotated[str, Field(min_length=1, max_length=ACCOUNT_ID_MAX)]
     direction: Direction
     amount: MinorUnits
 
 
 class TransactionCreate(Params):
     external_id: ExternalId
-    entries: Annotated[list[EntryCreate], Field(min_length=2, max_length=100)]
+    entries: Annotated[list[EntryCreate], Field(min_length=ENTRIES_MIN, max_length=ENTRIES_MAX)]
     pending: bool = False
-    description: Annotated[str, Field(max_length=1000)] | None = None
+    description: Annotated[str, Field(max_length=DESCRIPTION_MAX)] | None = None
     metadata: Metadata = {}
-    effective_at: Annotated[int, Field(ge=0, le=32503680000)] | None = None
+    effective_at: Annotated[int, Field(ge=0, le=EFFECTIVE_AT_MAX)] | None = None
 
 
 class TransactionBatchCreate(Params):

@@ -16,7 +16,7 @@ from payrail.ledger.postings import (
     Entry,
     Phase,
     balances,
-    check_balanced,
+    check_nets,
     content_hash,
     effective,
     held,
@@ -107,7 +107,18 @@ def test_signed_is_positive_for_debits_and_negative_for_credits() -> None:
     assert e("a", "credit", -40, "pending").signed == 40
 
 
-# --------------------------------------------------------------------------- check_balanced
+# --------------------------------------------------------------------------- check_nets
+
+
+def check_balanced(entries: Iterable[Entry], *, param: str = "entries") -> None:
+    """The balance rule over entries of any phase: check_nets, phase by phase."""
+    entries = list(entries)
+    for phase in ("pending", "posted"):
+        nets: dict[str, int] = defaultdict(int)
+        for entry in entries:
+            if entry.phase == phase:
+                nets[entry.currency] += entry.signed
+        check_nets(nets, param=param)
 
 
 def test_balanced_single_currency_passes() -> None:
