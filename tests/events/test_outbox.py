@@ -16,7 +16,8 @@ from payrail.clock import ManualClock
 from payrail.connectors.sandbox import SandboxConfig
 from payrail.connectors.sandbox.server import run_sandbox
 from payrail.tenants.service import NewMerchant
-from tests.connectors.accounts.helpers import SECRET, sandbox_account
+from tests.connectors.accounts.helpers import SECRET, bearer, sandbox_account
+from tests.payments.webhook_helpers import WEBHOOK_SECRET, deliver, provider_payment
 from tests.routes import api_routes
 
 # Every state-changing route, and the event types one successful call of it writes.
@@ -62,6 +63,12 @@ WRITE_PATHS = {
         "refund.created",
         "ledger.transaction.posted",
         "refund.updated",
+    ],
+    # a provider's dispute.created, delivered once:
+    "/webhooks/{connector_account_id}": [
+        "ledger.transaction.posted",  # the disputed amount withdrawn
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
     ],
 }
 # The first payment: its test card becomes a payment method, the payments ledger
@@ -193,7 +200,10 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     )
 
     # Payments, at a sandbox PSP (the stripe account above is disabled: it takes none).
-    await emitted_by("/v1/connector_accounts", sandbox_account(psp_url))
+    credentials = {"secret": SECRET, "webhook_secret": WEBHOOK_SECRET}
+    [(_, sandbox_id, _)] = await emitted_by(
+        "/v1/connector_accounts", sandbox_account(psp_url, credentials=credentials)
+    )
     first = {"amount": 2000, "currency": "usd", "payment_method": "pm_card_visa"}
     paid = await emitted_by("/v1/payment_intents", {**first, "confirm": True}, FIRST_PAYMENT)
     intent_id = paid[1][1]
@@ -222,6 +232,20 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
         "pending",
         "succeeded",
     ]
+    # A provider's webhook: a dispute of the first payment.
+    async with httpx.AsyncClient(base_url=psp_url, headers=bearer(SECRET)) as psp:
+        payment = await provider_payment(psp, paid[-1][2]["latest_charge"])
+        opened = await psp.post("/sandbox/disputes", json={"payment": payment["id"], "amount": 700})
+        assert opened.status_code == 200, opened.text
+        record = (await psp.get("/sandbox/record")).json()
+    [dispute_event] = [
+        e for e in record["events"] if e["data"]["object"]["id"] == opened.json()["id"]
+    ]
+    before = len(await events(pool, merchant.id))
+    delivered = await deliver(client, sandbox_id, dispute_event)
+    assert delivered.status_code == 200, delivered.text
+    new = [kind for kind, _, _ in (await events(pool, merchant.id))[before:]]
+    assert new == WRITE_PATHS["/webhooks/{connector_account_id}"]
     authorized = await client.post(
         "/v1/payment_intents",
         headers=auth,
