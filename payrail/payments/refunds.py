@@ -36,7 +36,9 @@ async def _target(conn: Conn, scope: Scope, params: RefundCreate) -> tuple[str, 
             raise NotFound("charge", params.charge, param="charge")
         if params.payment_intent not in (None, charge["payment_intent_id"]):
             raise InvalidRequest(
-                "The charge does not belong to that payment_intent.", param="charge"
+                "The charge does not belong to that payment_intent.",
+                param="charge",
+                code="parameter_invalid",
             )
         return charge["payment_intent_id"], charge["id"]
     if params.payment_intent is None:

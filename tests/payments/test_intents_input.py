@@ -405,7 +405,10 @@ async def test_bad_refund_parameters(
         REFUNDS, {"charge": failed_charge}, code="charge_not_refundable", param="payment_intent"
     )
     await api.refused(
-        REFUNDS, {"payment_intent": paid["id"], "charge": failed_charge}, code=None, param="charge"
+        REFUNDS,
+        {"payment_intent": paid["id"], "charge": failed_charge},
+        code="parameter_invalid",
+        param="charge",
     )
     # Another merchant cannot refund it, by intent or by charge.
     for body in ({"payment_intent": paid["id"]}, {"charge": paid["latest_charge"]}):
