@@ -17,6 +17,7 @@ import structlog
 from payrail.clock import Clock
 from payrail.connectors.base import ProviderPayment
 from payrail.connectors.declines import UNKNOWN_DECLINE, Classification, Decision
+from payrail.ledger.schemas import TransactionCreate
 from payrail.payments import in_doubt, postings, states
 from payrail.payments import repository as repo
 from payrail.payments.objects import intent_object, intent_state, publish
@@ -60,14 +61,11 @@ def payment_error(charge: dict[str, Any], reason: Classification) -> dict[str, A
 
 async def locked(conn: Conn, scope: Scope, charge_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The charge and its intent, both locked, intent first."""
-    found = await repo.fetch_one(conn, "charges", scope, charge_id)
-    if found is None:
+    intent = await repo.lock_intent_of(conn, scope, charge_id)
+    if intent is None:
         raise LookupError(f"no charge {charge_id}")
-    intent = await repo.fetch_one(
-        conn, "payment_intents", scope, found["payment_intent_id"], lock=True
-    )
     charge = await repo.fetch_one(conn, "charges", scope, charge_id, lock=True)
-    assert intent is not None and charge is not None
+    assert charge is not None
     return intent, charge
 
 
@@ -85,17 +83,20 @@ async def _accounts(
     )
 
 
+def _fees(
+    accounts: postings.Accounts, ref: postings.Reference, answer: ProviderPayment
+) -> list[TransactionCreate]:
+    """The processor's fee on what it captured, if it charged one."""
+    return [postings.processor_fee(accounts, ref, answer.fee)] if answer.fee > 0 else []
+
+
 async def _fee(
     conn: Conn, scope: Scope, clock: Clock, charge: dict[str, Any], answer: ProviderPayment
 ) -> None:
     if answer.fee > 0:
         accounts = await _accounts(conn, scope, clock, charge)
-        await postings.post(
-            conn,
-            scope,
-            clock,
-            postings.processor_fee(accounts, _reference(charge, answer.provider_id), answer.fee),
-        )
+        ref = _reference(charge, answer.provider_id)
+        await postings.post(conn, scope, clock, *_fees(accounts, ref, answer))
 
 
 async def _apply(
@@ -207,8 +208,8 @@ async def record_attempt(
             if outcome == "captured"
             else postings.authorization_hold(accounts, ref, answer.amount)
         )
-        await postings.post(conn, scope, clock, money)
-        await _fee(conn, scope, clock, charge, answer)
+        # One statement for the capture (or hold) and its fee.
+        await postings.post(conn, scope, clock, money, *_fees(accounts, ref, answer))
     if intent_row["latest_charge_id"] != charge_id or intent_row["status"] != "processing":
         if outcome in ("captured", "authorized"):
             # Failover only follows a charge that certainly did not go through, so this

@@ -50,8 +50,11 @@ _KINDS: dict[Purpose, Literal["asset", "revenue", "expense"]] = {
     "processor_fees": "expense",
     "disputes": "expense",
 }
-# Most payments touch these two: sharded balances keep them from serializing postings.
-_SHARDS: dict[Purpose, int] = {"provider_balance": 8, "sales": 8}
+# Every captured payment touches these three: sharded balances keep concurrent postings
+# from waiting on one balance row until the other commits. A connection always uses the
+# same shard (its backend's pid picks it), so more shards than the API's connections to
+# the database gain nothing.
+_SHARDS: dict[Purpose, int] = {"provider_balance": 16, "sales": 16, "processor_fees": 16}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,15 +110,19 @@ async def _account(
 async def accounts(
     conn: Conn, scope: Scope, clock: Clock, currency: str, connector_account_id: str
 ) -> Accounts:
-    return Accounts(
-        provider_balance=await _account(
-            conn, scope, clock, "provider_balance", currency, connector_account_id
-        ),
-        sales=await _account(conn, scope, clock, "sales", currency, ""),
-        refunds=await _account(conn, scope, clock, "refunds", currency, ""),
-        processor_fees=await _account(conn, scope, clock, "processor_fees", currency, ""),
-        disputes=await _account(conn, scope, clock, "disputes", currency, ""),
+    # One query once they exist (every payment but the first); made one by one before.
+    cur = await conn.execute(
+        "SELECT purpose, ledger_account_id FROM payment_ledger_accounts WHERE merchant_id = %s"
+        " AND livemode = %s AND currency = %s AND connector_account_id = ANY(%s)"
+        " AND (purpose = 'provider_balance') = (connector_account_id <> '')",
+        (scope.merchant_id, scope.livemode, currency, [connector_account_id, ""]),
     )
+    found: dict[str, str] = {purpose: str(account) for purpose, account in await cur.fetchall()}
+    for purpose in _KINDS:
+        if purpose not in found:
+            connector = connector_account_id if purpose == "provider_balance" else ""
+            found[purpose] = await _account(conn, scope, clock, purpose, currency, connector)
+    return Accounts(**found)
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,18 @@ async def fetch_one(
     return rows[0] if rows else None
 
 
+async def lock_intent_of(conn: Conn, scope: Scope, charge_id: str) -> dict[str, Any] | None:
+    """The intent a charge belongs to, locked (FOR UPDATE); None for no such charge."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM payment_intents WHERE merchant_id = %(m)s AND livemode = %(l)s"
+            " AND id = (SELECT payment_intent_id FROM charges"
+            " WHERE merchant_id = %(m)s AND livemode = %(l)s AND id = %(c)s) FOR UPDATE",
+            {"m": scope.merchant_id, "l": scope.livemode, "c": charge_id},
+        )
+        return await cur.fetchone()
+
+
 async def by_provider_id(
     conn: Conn, table: Literal["charges", "refunds", "disputes"], connector: str, provider_id: str
 ) -> dict[str, Any] | None:
