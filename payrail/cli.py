@@ -179,6 +179,33 @@ def bench_ledger(
     console.print(table)
 
 
+@bench_app.command("payments")
+def bench_payments(
+    seconds: Annotated[float, typer.Option(help="Seconds of measured load.")] = 15,
+    clients: Annotated[int, typer.Option(help="Concurrent clients, one payment at a time.")] = 16,
+    api_workers: Annotated[int, typer.Option(help="API worker processes.")] = 1,
+    warmup: Annotated[float, typer.Option(help="Seconds of unmeasured load first.")] = 3,
+    idempotency_keys: Annotated[
+        bool, typer.Option(help="Send an Idempotency-Key with every payment.")
+    ] = True,
+) -> None:
+    """Confirmed payments/s over HTTP, p50 and p99 latency, beside pgbench TPC-B tps."""
+    from payrail.bench.payments import run
+
+    with console.status("benchmarking payments (a throwaway PostgreSQL, pgbench, the API)"):
+        rows = run(
+            seconds=seconds,
+            clients=clients,
+            api_workers=api_workers,
+            warmup=warmup,
+            keys=idempotency_keys,
+        )
+    table = Table("measure", "figure", "target / reference", title="payrail bench payments")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 @app.command("sandbox-psp")
 def sandbox_psp(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
