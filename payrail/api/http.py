@@ -102,10 +102,11 @@ async def write_steps(
     request: Request,
     ctx: RequestContext,
     model: type[P],
-    work: Callable[[Callable[[], Any], Scope, P], Awaitable[dict[str, Any]]],
+    work: Callable[[Callable[[], Any], Scope, P, idempotency.Recovery], Awaitable[dict[str, Any]]],
 ) -> Response:
     """A state-changing call that talks to a provider: `work` gets the pool's
-    `connection` and commits what it is about to send before sending it."""
+    `connection` and commits what it is about to send before sending it, checkpointing
+    the object it makes so that a retry under the same key carries on with it."""
     _check_path(request)
     raw = await body_params(request)
     params = parse(model, raw)
@@ -113,7 +114,9 @@ async def write_steps(
     if isinstance(claimed, idempotency.Outcome):
         return json_response(claimed.status, claimed.body, replayed=True)
     outcome = await idempotency.execute_steps(
-        ctx.services.pool.connection, claimed, lambda connect: work(connect, ctx.scope, params)
+        ctx.services.pool.connection,
+        claimed,
+        lambda connect, recovery: work(connect, ctx.scope, params, recovery),
     )
     return json_response(outcome.status, outcome.body)
 

@@ -36,8 +36,8 @@ MAX_KEY_LENGTH = 255
 
 Conn = AsyncConnection[Any]
 Work = Callable[[Conn], Awaitable[dict[str, Any]]]
-# Takes the pool's `connection` and opens its own transactions.
-StepWork = Callable[[Callable[[], Any]], Awaitable[dict[str, Any]]]
+# Takes the pool's `connection` (it opens its own transactions) and its key's recovery.
+StepWork = Callable[[Callable[[], Any], "Recovery"], Awaitable[dict[str, Any]]]
 log = structlog.get_logger(__name__)
 
 
@@ -53,6 +53,9 @@ class Claim:
     scope: Scope
     key: str
     lease: str
+    # The object an earlier holder of the key committed before it died or lost its
+    # lease: step-wise work resumes from it instead of starting again.
+    recovery_point: str | None = None
 
 
 def request_hash(key: bytes, method: str, path: str, params: dict[str, Any]) -> bytes:
@@ -77,12 +80,14 @@ TAKE_OVER = """
 UPDATE idempotency_keys
    SET request_method = %(method)s, request_path = %(path)s, request_hash = %(hash)s,
        lease = %(lease)s, locked_until = %(locked_until)s, created_at = %(now)s,
-       response_status = NULL, response_body = NULL
+       response_status = NULL, response_body = NULL,
+       recovery_point = CASE WHEN created_at < %(expired_before)s THEN NULL
+                             ELSE recovery_point END
  WHERE merchant_id = %(merchant_id)s AND livemode = %(livemode)s AND key = %(key)s
    AND (created_at < %(expired_before)s
         OR (response_status IS NULL AND locked_until < %(now)s AND request_method = %(method)s
             AND request_path = %(path)s AND request_hash = %(hash)s))
-RETURNING lease
+RETURNING lease, recovery_point
 """
 
 READ_KEY = """
@@ -120,8 +125,10 @@ async def claim(
         if row is None:  # deleted in between: claim it afresh
             continue
         method0, path0, digest0, status, body, stale = row
-        if stale and await (await conn.execute(TAKE_OVER, params)).fetchone() is not None:
-            return Claim(scope, key, lease)
+        if stale:
+            taken = await (await conn.execute(TAKE_OVER, params)).fetchone()
+            if taken is not None:
+                return Claim(scope, key, lease, taken[1])
         if (method0, path0, bytes(digest0)) != (method, path, digest):
             raise IdempotencyError(
                 "Keys for idempotent requests can only be used with the same parameters they "
@@ -221,20 +228,57 @@ async def execute(connect: Callable[[], Any], claimed: Claim | None, work: Work)
     return error_outcome(error)
 
 
+@dataclass(frozen=True)
+class Recovery:
+    """What step-wise work needs to be safe under its Idempotency-Key: where an earlier
+    holder of the key got to, and a way to record where this one gets to."""
+
+    claimed: Claim | None
+
+    @property
+    def resume_from(self) -> str | None:
+        """The object an earlier, unfinished run of this request committed, if any."""
+        return self.claimed.recovery_point if self.claimed else None
+
+    async def checkpoint(self, conn: Conn, object_id: str) -> None:
+        """Record, in the transaction that commits the object, that this request made
+        it. Fails (rolling the step back) if this request no longer holds the key."""
+        if self.claimed is None:
+            return
+        cur = await conn.execute(
+            "UPDATE idempotency_keys SET recovery_point = %s WHERE merchant_id = %s"
+            " AND livemode = %s AND key = %s AND lease = %s AND response_status IS NULL",
+            (
+                object_id,
+                self.claimed.scope.merchant_id,
+                self.claimed.scope.livemode,
+                self.claimed.key,
+                self.claimed.lease,
+            ),
+        )
+        if cur.rowcount != 1:
+            raise _lease_lost()
+
+
+# Work called without an Idempotency-Key: nothing to resume, nothing to record.
+NO_KEY = Recovery(None)
+
+
 async def execute_steps(
     connect: Callable[[], Any], claimed: Claim | None, work: StepWork
 ) -> Outcome:
     """Run `work` that commits in several transactions of its own, because it calls a
-    provider between them and what it sent must be on record before it is sent. The
-    result is stored after the last step. Should a retry have taken over the key in the
-    meantime, both run guarded by the object's own state (a confirm of an intent that is
-    already processing is refused), so nothing happens twice."""
+    provider between them and what it sent must be on record before it is sent. Its
+    first step checkpoints the object it makes; a retry that takes over the key after
+    this run died or outlived its lease resumes from that object (`Recovery`) instead of
+    making another. The result is stored after the last step."""
+    recovery = Recovery(claimed)
     try:
         if claimed is not None:
             async with connect() as conn:
                 if not await _still_held(conn, claimed):
                     raise _lease_lost()
-        outcome = Outcome(200, orjson.dumps(await work(connect)))
+        outcome = Outcome(200, orjson.dumps(await work(connect, recovery)))
     except Exception as raised:
         error = _failure(raised)
         if claimed is not None:
@@ -243,7 +287,10 @@ async def execute_steps(
     if claimed is not None:
         try:
             async with connect() as conn:
-                await _store(conn, claimed, outcome)
+                if not await _store(conn, claimed, outcome):
+                    # A retry took the key over and resumed from our checkpoint: its
+                    # answer is the key's; this one is still true of the moment it left.
+                    log.warning("idempotent request finished after losing its key")
         except Exception:
             log.exception("could not record the result of an idempotent request")
     return outcome

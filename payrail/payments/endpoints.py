@@ -11,6 +11,7 @@ from psycopg import sql
 from payrail.api.auth import require_key
 from payrail.api.context import RequestContext
 from payrail.api.http import Conn, read, request_body, write, write_steps
+from payrail.api.idempotency import Recovery
 from payrail.api.pagination import list_object, page_ids
 from payrail.api.schemas import Params
 from payrail.payments import janitor, refunds, service
@@ -38,9 +39,9 @@ class RetrieveParams(Params):
 @router.post("/v1/payment_intents", openapi_extra=request_body(PaymentIntentCreate))
 async def create_payment_intent(request: Request, ctx: RequestContext = Ctx) -> Response:
     async def work(
-        connect: Callable[[], Any], scope: Scope, params: PaymentIntentCreate
+        connect: Callable[[], Any], scope: Scope, params: PaymentIntentCreate, recovery: Recovery
     ) -> dict[str, Any]:
-        return await service.create(connect, scope, ctx.services, params)
+        return await service.create(connect, scope, ctx.services, params, recovery)
 
     return await write_steps(request, ctx, PaymentIntentCreate, work)
 
@@ -87,9 +88,9 @@ async def confirm_payment_intent(
     intent_id: str, request: Request, ctx: RequestContext = Ctx
 ) -> Response:
     async def work(
-        connect: Callable[[], Any], scope: Scope, params: PaymentIntentConfirm
+        connect: Callable[[], Any], scope: Scope, params: PaymentIntentConfirm, recovery: Recovery
     ) -> dict[str, Any]:
-        return await service.confirm(connect, scope, ctx.services, intent_id, params)
+        return await service.confirm(connect, scope, ctx.services, intent_id, params, recovery)
 
     return await write_steps(request, ctx, PaymentIntentConfirm, work)
 
@@ -101,9 +102,9 @@ async def capture_payment_intent(
     intent_id: str, request: Request, ctx: RequestContext = Ctx
 ) -> Response:
     async def work(
-        connect: Callable[[], Any], scope: Scope, params: PaymentIntentCapture
+        connect: Callable[[], Any], scope: Scope, params: PaymentIntentCapture, recovery: Recovery
     ) -> dict[str, Any]:
-        return await service.capture(connect, scope, ctx.services, intent_id, params)
+        return await service.capture(connect, scope, ctx.services, intent_id, params, recovery)
 
     return await write_steps(request, ctx, PaymentIntentCapture, work)
 
@@ -115,9 +116,9 @@ async def cancel_payment_intent(
     intent_id: str, request: Request, ctx: RequestContext = Ctx
 ) -> Response:
     async def work(
-        connect: Callable[[], Any], scope: Scope, params: PaymentIntentCancel
+        connect: Callable[[], Any], scope: Scope, params: PaymentIntentCancel, recovery: Recovery
     ) -> dict[str, Any]:
-        return await service.cancel(connect, scope, ctx.services, intent_id, params)
+        return await service.cancel(connect, scope, ctx.services, intent_id, params, recovery)
 
     return await write_steps(request, ctx, PaymentIntentCancel, work)
 
@@ -125,9 +126,9 @@ async def cancel_payment_intent(
 @router.post("/v1/refunds", openapi_extra=request_body(RefundCreate))
 async def create_refund(request: Request, ctx: RequestContext = Ctx) -> Response:
     async def work(
-        connect: Callable[[], Any], scope: Scope, params: RefundCreate
+        connect: Callable[[], Any], scope: Scope, params: RefundCreate, recovery: Recovery
     ) -> dict[str, Any]:
-        return await refunds.create(connect, scope, ctx.services, params)
+        return await refunds.create(connect, scope, ctx.services, params, recovery)
 
     return await write_steps(request, ctx, RefundCreate, work)
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from payrail.api.context import Services
+from payrail.api.idempotency import NO_KEY, Recovery
 from payrail.clock import Clock
 from payrail.connectors.base import ConnectorError, ProviderRefund
 from payrail.connectors.declines import Decision
@@ -105,10 +106,26 @@ async def _start(
 
 
 async def create(
-    connect: Connect, scope: Scope, services: Services, params: RefundCreate
+    connect: Connect,
+    scope: Scope,
+    services: Services,
+    params: RefundCreate,
+    recovery: Recovery = NO_KEY,
 ) -> dict[str, Any]:
+    if recovery.resume_from is not None:
+        # An earlier run under this Idempotency-Key made the refund: carry on with it
+        # (a pending one is resent with its own key, which refunds at most once).
+        async with connect() as conn:
+            refund = await repo.fetch_one(conn, "refunds", scope, recovery.resume_from)
+            assert refund is not None
+            charge = await repo.fetch_one(conn, "charges", scope, refund["charge_id"])
+            assert charge is not None
+        if refund["status"] != "pending":
+            return refund_object(refund)
+        return await send(connect, scope, services, refund, charge)
     async with connect() as conn, conn.transaction():
         refund, charge = await _start(conn, scope, services.clock, params)
+        await recovery.checkpoint(conn, refund["id"])
     return await send(connect, scope, services, refund, charge)
 
 

@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from payrail.api.context import Services
+from payrail.api.idempotency import NO_KEY, Recovery
 from payrail.api.schemas import merge_metadata
 from payrail.connectors import routing
 from payrail.connectors.accounts import service as accounts
@@ -81,10 +82,31 @@ async def _payment_method(
     return rows[0]
 
 
+async def _resumed(
+    connect: Connect, scope: Scope, intent_id: str, *, confirmed: bool
+) -> dict[str, Any]:
+    """What a retry under the same Idempotency-Key answers once an earlier run of the
+    request committed its first step: the intent as it now is."""
+    async with connect() as conn:
+        row = await _intent(conn, scope, intent_id)
+    return _answer(row) if confirmed else intent_object(row)
+
+
 async def create(
-    connect: Connect, scope: Scope, services: Services, params: PaymentIntentCreate
+    connect: Connect,
+    scope: Scope,
+    services: Services,
+    params: PaymentIntentCreate,
+    recovery: Recovery = NO_KEY,
 ) -> dict[str, Any]:
     clock = services.clock
+    if recovery.resume_from is not None:
+        async with connect() as conn:
+            made = await _intent(conn, scope, recovery.resume_from)
+        if params.confirm and made["status"] == "requires_confirmation":
+            # The earlier run died between creating and confirming: confirm it now.
+            return await confirm(connect, scope, services, made["id"], PaymentIntentConfirm())
+        return await _resumed(connect, scope, made["id"], confirmed=params.confirm)
     async with connect() as conn, conn.transaction():
         if params.customer is not None:
             found = await customers_repo.fetch_customers(conn, scope, [params.customer])
@@ -121,6 +143,7 @@ async def create(
             "updated_at": now,
         }
         await repo.insert(conn, "payment_intents", scope, row)
+        await recovery.checkpoint(conn, row["id"])
         created = await _intent(conn, scope, row["id"])
         await publish(conn, scope, clock, ("payment_intent.created", intent_object(created)))
     if params.confirm:
@@ -209,8 +232,11 @@ async def confirm(
     services: Services,
     intent_id: str,
     params: PaymentIntentConfirm,
+    recovery: Recovery = NO_KEY,
 ) -> dict[str, Any]:
     clock = services.clock
+    if recovery.resume_from is not None:
+        return await _resumed(connect, scope, intent_id, confirmed=True)
     async with connect() as conn, conn.transaction():
         row = await _intent(conn, scope, intent_id, lock=True)
         try:
@@ -246,6 +272,7 @@ async def confirm(
             },
         )
         first = await _new_charge(conn, scope, services, row, chain[0])
+        await recovery.checkpoint(conn, intent_id)
         # Last, so that nothing after it can fail and lose a CVC handed out once.
         secret = await vault_service.reveal(conn, scope, clock, services.vault, card["id"])
     charges = {chain[0]: first}
@@ -308,6 +335,7 @@ async def _begin_operation(
     intent_id: str,
     operation: str,
     amount: int | None,
+    recovery: Recovery,
     reason: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Mark the authorized charge as waiting for a capture or void. Returns the intent and
@@ -315,6 +343,7 @@ async def _begin_operation(
     clock = services.clock
     async with connect() as conn, conn.transaction():
         row = await _intent(conn, scope, intent_id, lock=True)
+        await recovery.checkpoint(conn, intent_id)
         intent = intent_state(row)
         try:
             after = (
@@ -421,10 +450,17 @@ async def send_operation(
 
 
 async def capture(
-    connect: Connect, scope: Scope, services: Services, intent_id: str, params: PaymentIntentCapture
+    connect: Connect,
+    scope: Scope,
+    services: Services,
+    intent_id: str,
+    params: PaymentIntentCapture,
+    recovery: Recovery = NO_KEY,
 ) -> dict[str, Any]:
+    if recovery.resume_from is not None:
+        return await _resumed(connect, scope, intent_id, confirmed=False)
     row, charge = await _begin_operation(
-        connect, scope, services, intent_id, "capture", params.amount_to_capture
+        connect, scope, services, intent_id, "capture", params.amount_to_capture, recovery
     )
     if charge is None:
         return intent_object(row)
@@ -433,10 +469,17 @@ async def capture(
 
 
 async def cancel(
-    connect: Connect, scope: Scope, services: Services, intent_id: str, params: PaymentIntentCancel
+    connect: Connect,
+    scope: Scope,
+    services: Services,
+    intent_id: str,
+    params: PaymentIntentCancel,
+    recovery: Recovery = NO_KEY,
 ) -> dict[str, Any]:
+    if recovery.resume_from is not None:
+        return await _resumed(connect, scope, intent_id, confirmed=False)
     row, charge = await _begin_operation(
-        connect, scope, services, intent_id, "void", None, params.cancellation_reason
+        connect, scope, services, intent_id, "void", None, recovery, params.cancellation_reason
     )
     if charge is None:
         return intent_object(row)
