@@ -63,11 +63,12 @@ async def get_payment_intent(
     intent_id: str, request: Request, ctx: RequestContext = Ctx
 ) -> Response:
     async def work(conn: Conn, scope: Scope, params: RetrieveParams) -> dict[str, Any]:
-        # A charge whose check is due is asked about now, so a client polling its intent
-        # sees it settle without waiting for the janitor's next batch.
-        await janitor.check_intent(ctx.services, scope, intent_id)
         return await service.get(conn, scope, intent_id)
 
+    # A charge whose check is due is asked about now, so a client polling its intent sees
+    # it settle without waiting for the janitor's next batch. Before the read, which
+    # holds a connection: a provider call must never sit on one.
+    await janitor.check_intent(ctx.services, ctx.scope, intent_id)
     return await read(request, ctx, RetrieveParams, work)
 
 

@@ -77,6 +77,8 @@ async def _count(run: JanitorRun, check: Any) -> None:
 
 async def check_intent(services: Services, scope: Scope, intent_id: str) -> None:
     """Run the due check of an intent's latest charge now, if it has one."""
+    if "\x00" in intent_id:  # no such id can exist, and PostgreSQL text cannot hold it
+        return
     now = services.clock.now()
     async with services.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(

@@ -64,6 +64,20 @@ async def _start(
         raise illegal(error) from None
     charge = await repo.fetch_one(conn, "charges", scope, intent_row["latest_charge_id"])
     assert charge is not None and charge["status"] == "captured"
+    # As Stripe: the disputed money is already out of the provider balance, and
+    # refunding it too would pay the customer twice. (An inquiry is not a dispute yet.)
+    cur = await conn.execute(
+        "SELECT 1 FROM disputes WHERE charge_id = %s"
+        " AND status IN ('needs_response', 'under_review', 'lost')",
+        (charge["id"],),
+    )
+    if await cur.fetchone() is not None:
+        raise InvalidRequest(
+            "This payment is disputed: it cannot be refunded while the dispute is open or"
+            " after it was lost.",
+            param="payment_intent",
+            code="charge_disputed",
+        )
     if named_charge not in (None, charge["id"]):
         raise InvalidRequest(
             f"Charge {named_charge} did not capture this payment; refund {charge['id']}.",

@@ -25,6 +25,20 @@ Ctx = Depends(require_key)
 RECEIVED = b'{"received":true}'
 
 
+async def _capped_body(request: Request) -> bytes:
+    """The body, read no further than the largest one accepted: anyone can call this
+    route, and must not make it hold an unbounded body in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > webhooks.MAX_BODY:
+        raise WebhookRejected(f"The body is larger than {webhooks.MAX_BODY} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > webhooks.MAX_BODY:
+            raise WebhookRejected(f"The body is larger than {webhooks.MAX_BODY} bytes.")
+    return bytes(body)
+
+
 # Not under /v1 and no API key: the provider calls it, and proves who it is by signing.
 @router.post("/webhooks/{connector_account_id}", include_in_schema=False)
 async def receive_webhook(connector_account_id: str, request: Request) -> Response:
@@ -35,7 +49,7 @@ async def receive_webhook(connector_account_id: str, request: Request) -> Respon
             services,
             connector_account_id,
             request.headers,
-            await request.body(),
+            await _capped_body(request),
         )
     except WebhookRejected:
         # One answer for every refusal, whatever the reason (logged by `receive`): a

@@ -226,6 +226,28 @@ async def test_a_dispute_moves_forward_in_order_and_lost_keeps_the_funds_out(
     assert await ledger_balanced(pool)
 
 
+async def test_a_disputed_payment_is_not_refunded_until_the_dispute_is_won(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    psp: httpx.AsyncClient,
+    psp_url: str,
+    pool: AsyncConnectionPool,
+) -> None:
+    """The disputed money already left the provider balance: a refund too would pay the
+    customer twice."""
+    account, intent, created = await disputed(client, auth, psp, psp_url)
+    assert (await deliver(client, account, created)).status_code == 200
+    refund = {"payment_intent": intent["id"], "amount": 100}
+    refused = await send(client, auth, "/v1/refunds", refund)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "charge_disputed"
+    assert (await client.get("/v1/refunds", headers=auth)).json()["data"] == []
+    await deliver(client, account, later(created, 2, "won"))
+    allowed = await send(client, auth, "/v1/refunds", refund)
+    assert allowed.json()["status"] == "succeeded", allowed.text
+    assert await ledger_balanced(pool)
+
+
 async def test_a_dispute_of_an_unknown_payment_is_stored_and_left_alone(
     client: httpx.AsyncClient,
     auth: dict[str, str],
