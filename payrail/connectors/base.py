@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from payrail.connectors.declines import Classification, Decision
 from payrail.vault.service import CardSecret
 
 PaymentStatus = Literal["authorized", "captured", "declined", "requires_authentication", "voided"]
+PAYMENT_STATUSES: frozenset[str] = frozenset(get_args(PaymentStatus))
 
 
 @dataclass(frozen=True, slots=True)

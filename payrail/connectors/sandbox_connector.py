@@ -20,6 +20,7 @@ import httpx
 import orjson
 
 from payrail.connectors.base import (
+    PAYMENT_STATUSES,
     Authorization,
     ConnectorError,
     ProviderEvent,
@@ -48,6 +49,10 @@ def _unreadable(exc: Exception) -> ConnectorError:
 
 def _payment(body: dict[str, Any]) -> ProviderPayment:
     try:
+        if body["status"] not in PAYMENT_STATUSES:
+            # A status we do not know may mean it is still being worked on: never read
+            # it as a failure the customer could retry.
+            raise ValueError(f"unknown payment status {body['status']!r}")
         code = body.get("decline_code")
         return ProviderPayment(
             provider_id=body["id"],
@@ -58,7 +63,7 @@ def _payment(body: dict[str, Any]) -> ProviderPayment:
             fee=body["fee"],
             decline=classify(PROVIDER, code) if body["status"] == "declined" and code else None,
         )
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise _unreadable(exc) from exc
 
 
@@ -110,6 +115,10 @@ class SandboxConnector:
                 return body
             except ValueError as exc:
                 raise _unreadable(exc) from exc
+        if reply.status_code < 400:
+            # A redirect or an informational answer to a request that was sent: it may
+            # have been processed, and it says nothing about how.
+            raise _unreadable(ValueError(f"HTTP {reply.status_code}"))
         code = _error_code(reply)
         if reply.status_code == 503 and code == "unavailable":
             raise ConnectorError(classify_transport(sent=False, status=None))

@@ -19,15 +19,20 @@ from payrail.payments.states import AttemptOutcome
 
 # Delay before each check, counted from the previous one (the first from when the
 # attempt fell into doubt); after the list, daily. The first comes after the connector's
-# own request timeout (10 s), so the original request has ended on our side.
+# own request timeout (10 s), so the original request has ended on our side. The third
+# lands past NOT_PROCESSED_AFTER (15 s + 1 min + 5 min), so a request the provider never
+# got is settled then, not an hour later.
 SCHEDULE = (
     timedelta(seconds=15),
     timedelta(minutes=1),
-    timedelta(minutes=3),
+    timedelta(minutes=5),
     timedelta(hours=1),
 )
 DAILY = timedelta(days=1)
 NOT_PROCESSED_AFTER = timedelta(minutes=5)
+# A charge settled as never processed is asked about once more, this much later: a
+# provider that processed it after all (a queue that drained late) must not go unseen.
+LATE_CHECK = timedelta(days=1)
 
 
 def next_check_at(previous: datetime, checks_done: int) -> datetime:

@@ -29,15 +29,18 @@ import structlog
 
 from payrail.api.context import Services
 from payrail.connectors.base import Connector, ConnectorError
-from payrail.connectors.declines import Decision, classify_transport
+from payrail.connectors.declines import classify_transport
 from payrail.payments import in_doubt, outcomes, refunds
 from payrail.payments import repository as repo
+from payrail.payments.service import operation_key
 from payrail.tenants.scope import Scope
 
 log = structlog.get_logger(__name__)
 
-# A claimed row is this janitor's until then: longer than any provider call it makes.
+# A claimed row is this janitor's until then: longer than a batch takes, at most
+# limit / CONCURRENCY rounds of two provider calls (10 s timeout each).
 LEASE = timedelta(minutes=2)
+CONCURRENCY = 8
 
 
 @dataclass
@@ -47,17 +50,24 @@ class JanitorRun:
     waiting: int = 0  # still undecided: asked again on the schedule
 
 
-async def run_once(services: Services, *, limit: int = 100) -> JanitorRun:
-    """One batch of due charges and refunds."""
+async def run_once(services: Services, *, limit: int = 32) -> JanitorRun:
+    """One batch of due charges and refunds, checked `CONCURRENCY` at a time: one slow
+    provider must not hold up the others, and the batch must end within its lease."""
     now = services.clock.now()
     async with services.pool.connection() as conn, conn.transaction():
         charges = await repo.claim_due(conn, "charges", now, now + LEASE, limit)
         due_refunds = await repo.claim_due(conn, "refunds", now, now + LEASE, limit)
     run = JanitorRun()
-    for charge in charges:
-        await _count(run, _check_charge(services, charge))
-    for refund in due_refunds:
-        await _count(run, _check_refund(services, refund))
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(check: Any) -> None:
+        async with gate:
+            await _count(run, check)
+
+    await asyncio.gather(
+        *(one(_check_charge(services, c)) for c in charges),
+        *(one(_check_refund(services, r)) for r in due_refunds),
+    )
     return run
 
 
@@ -132,14 +142,19 @@ async def _check_charge(services: Services, charge: dict[str, Any]) -> bool:
                 charge["id"],
                 # No record of the key long after it was sent: it was never processed.
                 answer if answer is not None else classify_transport(sent=False, status=None),
+                presumed=answer is None,
             )
         return True
     operation = charge["pending_operation"]
-    if answer is None or operation is None:
-        # A decided charge with nothing pending was claimed: nothing to do.
+    if answer is None or operation is None or outcomes.late_success(charge, answer):
+        async with services.pool.connection() as conn, conn.transaction():
+            if answer is not None and outcomes.late_success(charge, answer):
+                await outcomes.record_attempt(conn, scope, clock, charge["id"], answer)
+            else:
+                await outcomes.nothing_to_check(conn, charge["id"])
         return True
     if answer.status == "authorized":
-        key = f"{charge['id']}:{operation}"
+        key = operation_key(charge["id"], operation, charge["operation_amount"])
         try:
             if operation == "capture":
                 answer = await connector.capture(
@@ -147,11 +162,18 @@ async def _check_charge(services: Services, charge: dict[str, Any]) -> bool:
                 )
             else:
                 answer = await connector.void(key, answer.provider_id)
-        except ConnectorError:
+        except ConnectorError as error:
+            if not outcomes.provider_refused(error.classification):
+                return await _later(services, charge, "charges")
+            # Refused for good: the intent stays as it was, and may be asked again.
+            async with services.pool.connection() as conn, conn.transaction():
+                await outcomes.operation_refused(conn, scope, clock, charge["id"])
+            return True
+        if answer.status == "authorized":
             return await _later(services, charge, "charges")
     async with services.pool.connection() as conn, conn.transaction():
         await outcomes.record_operation(conn, scope, clock, charge["id"], answer)
-    return answer.status != "authorized"
+    return True
 
 
 async def _check_refund(services: Services, refund: dict[str, Any]) -> bool:
@@ -166,7 +188,7 @@ async def _check_refund(services: Services, refund: dict[str, Any]) -> bool:
             # Never processed, or still in flight there: resending with the key is safe.
             answer = await connector.refund(refund["id"], charge["provider_id"], refund["amount"])
     except ConnectorError as error:
-        if error.classification.decision in (Decision.IN_DOUBT, Decision.TECHNICAL):
+        if not outcomes.provider_refused(error.classification):
             return await _later(services, refund, "refunds")
         async with services.pool.connection() as conn, conn.transaction():
             await refunds.failed(conn, scope, clock, refund["id"], error.classification.code)

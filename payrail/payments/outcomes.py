@@ -147,10 +147,17 @@ async def record_attempt(
     clock: Clock,
     charge_id: str,
     answer: ProviderPayment | Classification,
+    *,
+    presumed: bool = False,
 ) -> dict[str, Any]:
-    """Record what came of an authorization; returns the intent row as it now is."""
+    """Record what came of an authorization; returns the intent row as it now is.
+
+    `presumed`: the answer is the janitor's conclusion that a request the provider has no
+    record of was never processed. The charge fails, and is asked about once more later
+    (`in_doubt.LATE_CHECK`); should the provider have processed it after all, that late
+    answer is still recorded here, money included."""
     intent_row, charge = await locked(conn, scope, charge_id)
-    if charge["status"] not in UNDECIDED:
+    if charge["status"] not in UNDECIDED and not late_success(charge, answer):
         return intent_row
     now = clock.now()
     if isinstance(answer, Classification):
@@ -194,11 +201,12 @@ async def record_attempt(
             failure_message=reason.message,
             failure_decision=reason.decision.value,
         )
+    recheck = now + in_doubt.LATE_CHECK if presumed else None
     await repo.update(
         conn,
         "charges",
         charge_id,
-        {**charge_changes, "next_check_at": None, "updated_at": now},
+        {**charge_changes, "next_check_at": recheck, "updated_at": now},
     )
     if isinstance(answer, ProviderPayment) and outcome in ("captured", "authorized"):
         accounts = await _accounts(conn, scope, clock, charge)
@@ -212,9 +220,10 @@ async def record_attempt(
         await postings.post(conn, scope, clock, money, *_fees(accounts, ref, answer))
     if intent_row["latest_charge_id"] != charge_id or intent_row["status"] != "processing":
         if outcome in ("captured", "authorized"):
-            # Failover only follows a charge that certainly did not go through, so this
-            # cannot happen by design; if a provider broke that promise, the money is
-            # on the ledger and reconciliation will show it. Say so loudly.
+            # Failover only follows a charge that certainly did not go through, and a
+            # charge is presumed never processed only long after it was sent, so this
+            # takes a provider breaking its word. The money is on the ledger and
+            # reconciliation will show it; an operator must refund or void it.
             log.error(
                 "charge went through for an intent that no longer follows it", charge=charge_id
             )
@@ -224,27 +233,51 @@ async def record_attempt(
     return await _apply(conn, scope, clock, intent_row, after, {"last_payment_error": error})
 
 
+def late_success(charge: dict[str, Any], answer: ProviderPayment | Classification) -> bool:
+    """A provider reporting a charge made after payrail settled it as never processed."""
+    return (
+        charge["status"] == "failed"
+        and charge["provider_id"] is None
+        and isinstance(answer, ProviderPayment)
+        and answer.status in ("captured", "authorized")
+    )
+
+
+def provider_refused(reason: Classification) -> bool:
+    """The provider answered no for good (a decline, or a request it calls invalid), as
+    opposed to no answer (in doubt) or an outage (technical): asking again won't help."""
+    return reason.decision not in (Decision.IN_DOUBT, Decision.TECHNICAL) or (
+        reason.code == "connector_request_invalid"
+    )
+
+
 async def still_in_doubt(conn: Conn, charge_id: str, checks_done: int, now: datetime) -> None:
-    """The provider could not say yet: ask again on the schedule."""
-    await repo.update(
-        conn,
-        "charges",
-        charge_id,
-        {
-            "checks_done": checks_done,
-            "next_check_at": in_doubt.next_check_at(now, checks_done),
-            "updated_at": now,
-        },
+    """The provider could not say yet: ask again on the schedule. A charge something
+    else settled meanwhile (the API's answer, a webhook) is left alone."""
+    await conn.execute(
+        "UPDATE charges SET checks_done = %s, next_check_at = %s, updated_at = %s"
+        " WHERE id = %s AND (status IN ('sending', 'in_doubt') OR pending_operation IS NOT NULL)",
+        (checks_done, in_doubt.next_check_at(now, checks_done), now, charge_id),
+    )
+
+
+async def nothing_to_check(conn: Conn, charge_id: str) -> None:
+    """A charge claimed with nothing left to ask about leaves the janitor's queue."""
+    await conn.execute(
+        "UPDATE charges SET next_check_at = NULL WHERE id = %s"
+        " AND status NOT IN ('sending', 'in_doubt') AND pending_operation IS NULL",
+        (charge_id,),
     )
 
 
 async def record_operation(
     conn: Conn, scope: Scope, clock: Clock, charge_id: str, answer: ProviderPayment
 ) -> dict[str, Any]:
-    """Record what came of a capture or void sent for an authorized charge."""
+    """Record what came of a capture or void sent for an authorized charge, or one the
+    provider made on its own (an authorization expiring, a capture in its dashboard)."""
     intent_row, charge = await locked(conn, scope, charge_id)
-    if charge["pending_operation"] is None or answer.status == "authorized":
-        # Already recorded, or the provider has not acted on it yet: resent later.
+    if answer.status == "authorized" or charge["status"] != "authorized":
+        # The provider has not acted on it yet (resent later), or it is recorded.
         return intent_row
     now = clock.now()
     done = {
@@ -275,7 +308,11 @@ async def record_operation(
         after = states.canceled(intent)
         await postings.settle_hold(conn, scope, clock, hold, 0)
         await repo.update(conn, "charges", charge_id, {**done, "status": "voided"})
-        return await _apply(conn, scope, clock, intent_row, after, {})
+        # Voided with no cancel asked for: the authorization expired, as Stripe says.
+        reason = intent_row["cancellation_reason"] or (
+            None if charge["pending_operation"] == "void" else "automatic"
+        )
+        return await _apply(conn, scope, clock, intent_row, after, {"cancellation_reason": reason})
     log.error(
         "capture or void answered with an unexpected status", charge=charge_id, status=answer.status
     )

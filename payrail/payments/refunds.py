@@ -17,10 +17,9 @@ from payrail.api.context import Services
 from payrail.api.idempotency import NO_KEY, Recovery
 from payrail.clock import Clock
 from payrail.connectors.base import ConnectorError, ProviderRefund
-from payrail.connectors.declines import Decision
 from payrail.errors import InvalidRequest, NotFound
 from payrail.ids import new_id
-from payrail.payments import in_doubt, postings, states
+from payrail.payments import in_doubt, outcomes, postings, states
 from payrail.payments import repository as repo
 from payrail.payments.objects import intent_state, publish, refund_object
 from payrail.payments.repository import Conn
@@ -159,7 +158,7 @@ async def send(
     try:
         answer = await connector.refund(refund["id"], charge["provider_id"], refund["amount"])
     except ConnectorError as error:
-        if error.classification.decision in (Decision.IN_DOUBT, Decision.TECHNICAL):
+        if not outcomes.provider_refused(error.classification):
             # Not answered: the janitor resends it. Pending is the truth until then.
             return refund_object(refund)
         async with connect() as conn, conn.transaction():
@@ -240,15 +239,11 @@ async def failed(
 
 
 async def still_pending(conn: Conn, refund_id: str, checks_done: int, now: datetime) -> None:
-    await repo.update(
-        conn,
-        "refunds",
-        refund_id,
-        {
-            "checks_done": checks_done,
-            "next_check_at": in_doubt.next_check_at(now, checks_done),
-            "updated_at": now,
-        },
+    """No answer yet: ask again on the schedule, unless something settled it meanwhile."""
+    await conn.execute(
+        "UPDATE refunds SET checks_done = %s, next_check_at = %s, updated_at = %s"
+        " WHERE id = %s AND status = 'pending'",
+        (checks_done, in_doubt.next_check_at(now, checks_done), now, refund_id),
     )
 
 

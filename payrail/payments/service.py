@@ -46,6 +46,12 @@ Connect = Callable[[], AbstractAsyncContextManager[Conn]]
 FIRST_CHECK = in_doubt.SCHEDULE[0]
 
 
+def operation_key(charge_id: str, operation: str, amount: int | None) -> str:
+    """The idempotency key of a capture or void. A capture's names its amount: after a
+    refused capture, one of another amount is another request, not a replay."""
+    return f"{charge_id}:capture:{amount}" if operation == "capture" else f"{charge_id}:void"
+
+
 def illegal(error: states.IllegalTransition) -> InvalidRequest:
     return InvalidRequest(str(error), param=error.param, code=error.code)
 
@@ -360,8 +366,9 @@ async def _begin_operation(
         )
         now = clock.now()
         if charge is None or charge["status"] != "authorized":
-            # Nothing is held at a provider (only a cancel gets here: an intent requiring
-            # capture has an authorized charge): cancel here.
+            # Nothing is held at a provider: cancel here. (An intent requiring capture
+            # always has an authorized charge: states.captured let only such one by.)
+            assert operation == "void", f"{intent_id} requires capture with no authorization"
             return await _cancel_here(conn, scope, services, row, reason), None
         take = after.amount_received if operation == "capture" else None
         pending = charge["pending_operation"]
@@ -423,7 +430,7 @@ async def send_operation(
         connector = await services.connectors.get(
             conn, scope, services.vault, charge["connector_account_id"]
         )
-    key = f"{charge['id']}:{operation}"
+    key = operation_key(charge["id"], operation, amount)
     try:
         if operation == "capture":
             assert amount is not None

@@ -183,10 +183,12 @@ async def _payment(
     if is_stale(charge["last_event_sequence"], event.sequence):
         return "stale"
     await repo.update(conn, "charges", charge["id"], {"last_event_sequence": event.sequence})
-    if charge["status"] in outcomes.UNDECIDED:
+    if charge["status"] in outcomes.UNDECIDED or outcomes.late_success(charge, answer):
         await outcomes.record_attempt(conn, scope, clock, charge["id"], answer)
         return "applied"
-    if charge["pending_operation"] is not None and answer.status in ("captured", "voided"):
+    # A capture or void payrail sent, or one the provider made on its own (an expired
+    # authorization voided, a capture in its dashboard).
+    if charge["status"] == "authorized" and answer.status in ("captured", "voided"):
         await outcomes.record_operation(conn, scope, clock, charge["id"], answer)
         return "applied"
     # Already known from the API's answer (or the janitor's): nothing left to learn.

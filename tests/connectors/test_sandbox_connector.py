@@ -204,6 +204,13 @@ async def test_a_retry_of_a_charged_key_is_never_called_technical(
         (200, b'{"id": "sbxpay_1"}'),
         (201, b"[]"),
         (202, b'{"unexpected": true}'),
+        # A redirect, or a status we do not know: it may still be in the works there.
+        (302, b""),
+        (
+            200,
+            b'{"id": "sbxpay_1", "status": "pending", "amount": 1, "amount_captured": 0,'
+            b' "amount_refunded": 0, "fee": 0}',
+        ),
     ],
 )
 async def test_an_unreadable_answer_to_a_sent_request_is_in_doubt(

@@ -334,3 +334,52 @@ async def test_a_process_dying_after_the_charge_is_settled_from_the_provider(
     await settle(services, clock, in_doubt.SCHEDULE[0])
     assert (await intent(client, auth, intent_id))["status"] == "succeeded"
     assert await assert_sound(pool, psp, intent_id) == 1
+
+
+async def test_a_charge_the_provider_makes_after_it_was_presumed_never_made_is_recorded(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    account: Json,
+    psp: httpx.AsyncClient,
+    pool: AsyncConnectionPool,
+    services: Services,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The janitor concludes "never processed" only after NOT_PROCESSED_AFTER, and asks
+    once more a day later: a provider whose queue drained late is still heard, and its
+    money reaches the ledger (the intent, failed meanwhile, does not follow it)."""
+
+    async def dies(*args: object) -> None:
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(services.connectors, "get", dies)
+    assert (await pay(client, auth)).status_code == 500
+    monkeypatch.undo()
+    [intent_id] = [i["id"] for i in (await client.get(INTENTS, headers=auth)).json()["data"]]
+    [(charge_id, _)] = await charges_of(pool, intent_id)
+    await settle(services, clock, in_doubt.SCHEDULE[0] + in_doubt.NOT_PROCESSED_AFTER)
+    assert (await intent(client, auth, intent_id))["status"] == "requires_payment_method"
+    # The request reaches the provider after all, with the charge's own key.
+    late = {
+        "amount": 1500,
+        "currency": "usd",
+        "capture": True,
+        "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2040},
+        "reference": charge_id,
+    }
+    made = await psp.post("/v1/payments", json=late, headers={"Idempotency-Key": charge_id})
+    assert made.json()["status"] == "captured"
+    run = await settle(services, clock, in_doubt.LATE_CHECK)
+    assert (run.checked, run.settled) == (1, 1)
+    assert await charges_of(pool, intent_id) == [(charge_id, "captured")]
+    assert (await intent(client, auth, intent_id))["status"] == "requires_payment_method"
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM ledger_transactions WHERE external_id = %s",
+            (f"charge:{charge_id}:capture",),
+        )
+        assert await cur.fetchone() == (1,)
+    await assert_sound(pool, psp, intent_id)
+    # Asked once more, then left alone: nothing further is due.
+    assert (await settle(services, clock, in_doubt.LATE_CHECK)).checked == 0

@@ -22,7 +22,7 @@ def answer(status: str) -> ProviderPayment:
     return ProviderPayment("sbxpay_1", status, 1_000, 0, 0, 0, None)  # type: ignore[arg-type]
 
 
-def test_the_schedule_is_15s_1m_3m_1h_then_daily() -> None:
+def test_the_schedule_is_15s_1m_5m_1h_then_daily() -> None:
     at = T0
     waits = []
     for done in range(7):
@@ -32,7 +32,7 @@ def test_the_schedule_is_15s_1m_3m_1h_then_daily() -> None:
     assert waits == [
         timedelta(seconds=15),
         timedelta(minutes=1),
-        timedelta(minutes=3),
+        timedelta(minutes=5),
         timedelta(hours=1),
         DAILY,
         DAILY,
@@ -44,6 +44,10 @@ def test_the_schedule_is_15s_1m_3m_1h_then_daily() -> None:
 
 def test_the_first_check_comes_after_the_connectors_own_timeout() -> None:
     assert SCHEDULE[0] > timedelta(seconds=10)
+
+
+def test_the_third_check_can_settle_a_request_never_processed() -> None:
+    assert sum(SCHEDULE[:3], timedelta()) > NOT_PROCESSED_AFTER
 
 
 @given(st.integers(0, 50))

@@ -283,3 +283,40 @@ async def test_sandbox_webhooks_over_http_duplicated_and_out_of_order(
     made = await charged(psp, [i["latest_charge"] for i in [*automatic, held, voided]])
     assert all(len(payments) == 1 for payments in made.values()), made
     assert await ledger_balanced(pool)
+
+
+async def test_an_authorization_the_provider_voids_on_its_own_cancels_the_intent(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    psp: httpx.AsyncClient,
+    psp_url: str,
+    pool: AsyncConnectionPool,
+) -> None:
+    """An authorization expiring at the provider arrives as payment.voided, with no void
+    asked for: the intent is canceled (reason automatic) and the hold released."""
+    account = (await webhook_account(client, auth, psp_url))["id"]
+    body = {
+        "amount": 1800,
+        "currency": "usd",
+        "payment_method": "pm_card_visa",
+        "capture_method": "manual",
+        "confirm": True,
+    }
+    held = (await send(client, auth, "/v1/payment_intents", body)).json()
+    assert held["status"] == "requires_capture"
+    payment = await provider_payment(psp, held["latest_charge"])
+    voided = await psp.post(
+        f"/v1/payments/{payment['id']}/void", json={}, headers={"Idempotency-Key": "expiry"}
+    )
+    assert voided.json()["status"] == "voided"
+    [_, void_event] = await sandbox_events(psp, payment["id"])
+    assert (await deliver(client, account, void_event)).status_code == 200
+    found = (await client.get(f"/v1/payment_intents/{held['id']}", headers=auth)).json()
+    assert (found["status"], found["cancellation_reason"]) == ("canceled", "automatic")
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT status FROM ledger_transactions WHERE external_id = %s",
+            (f"charge:{held['latest_charge']}:authorization",),
+        )
+        assert await cur.fetchone() == ("voided",)
+    assert await ledger_balanced(pool)

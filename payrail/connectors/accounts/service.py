@@ -360,6 +360,8 @@ class Connectors:
     def __init__(self, *, timeout: float = 10.0) -> None:
         self._timeout = timeout  # seconds a provider has to answer one request
         self._open: dict[str, tuple[tuple[str, str], SandboxConnector]] = {}
+        # Replaced connectors may still be in use by requests under way: closed last.
+        self._retired: list[SandboxConnector] = []
 
     async def get(self, conn: Conn, scope: Scope, vault: Vault, account_id: str) -> Connector:
         """The connector for one account, its credentials opened. A disabled account still
@@ -387,10 +389,13 @@ class Connectors:
         )
         self._open[account_id] = ((base_url, opened), connector)
         if kept is not None:
-            await kept[1].aclose()
+            self._retired.append(kept[1])
         return connector
 
     async def aclose(self) -> None:
         for _, connector in self._open.values():
             await connector.aclose()
+        for connector in self._retired:
+            await connector.aclose()
         self._open.clear()
+        self._retired.clear()
