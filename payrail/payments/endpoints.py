@@ -13,10 +13,8 @@ from payrail.api.context import RequestContext
 from payrail.api.http import Conn, read, request_body, write, write_steps
 from payrail.api.idempotency import Recovery
 from payrail.api.pagination import list_object, page_ids
-from payrail.api.schemas import Params
 from payrail.payments import janitor, refunds, service
 from payrail.payments.schemas import (
-    Expand,
     PaymentIntentCancel,
     PaymentIntentCapture,
     PaymentIntentConfirm,
@@ -25,15 +23,12 @@ from payrail.payments.schemas import (
     PaymentIntentUpdate,
     RefundCreate,
     RefundListParams,
+    RetrieveParams,
 )
 from payrail.tenants.scope import Scope
 
 router = APIRouter(tags=["payments"])
 Ctx = Depends(require_key)
-
-
-class RetrieveParams(Params):
-    expand: Expand = []
 
 
 @router.post("/v1/payment_intents", openapi_extra=request_body(PaymentIntentCreate))

@@ -15,6 +15,12 @@ CaptureMethod = Literal["automatic", "manual"]
 Expand = list[Annotated[str, Field(max_length=100)]]
 
 
+class RetrieveParams(Params):
+    """A GET of one object: Stripe's SDKs may send expand[], which nothing expands yet."""
+
+    expand: Expand = []
+
+
 class PaymentIntentCreate(Params):
     amount: MinorUnits
     currency: Currency

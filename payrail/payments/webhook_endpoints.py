@@ -12,11 +12,10 @@ from payrail.api.auth import require_key
 from payrail.api.context import RequestContext, Services
 from payrail.api.http import Conn, json_response, read
 from payrail.api.pagination import ListParams, list_object, page_ids
-from payrail.api.schemas import Params
 from payrail.connectors.base import WebhookRejected
 from payrail.errors import InvalidRequest
 from payrail.payments import disputes, webhooks
-from payrail.payments.schemas import Expand, ObjectId
+from payrail.payments.schemas import ObjectId, RetrieveParams
 from payrail.tenants.scope import Scope
 
 router = APIRouter(tags=["payments"])
@@ -65,10 +64,6 @@ async def receive_webhook(connector_account_id: str, request: Request) -> Respon
 class DisputeListParams(ListParams):
     charge: ObjectId | None = None
     payment_intent: ObjectId | None = None
-
-
-class RetrieveParams(Params):
-    expand: Expand = []
 
 
 @router.get("/v1/disputes")
