@@ -56,8 +56,8 @@ class NewEntry:
 @dataclass(frozen=True, slots=True)
 class NewTransaction:
     """A transaction that payrail builds itself (billing, reconciliation): the fields of
-    the API's TransactionCreate as a plain value. Building a pydantic model per transfer
-    cost a batch of 1,000 about 20 ms; `check_new` applies the same limits in a few µs."""
+    the API's TransactionCreate as a plain value. A two-entry TransactionCreate takes
+    ~7 µs to build; this value ~1 µs, and `check_new` applies the same limits in ~1 µs."""
 
     external_id: str
     entries: Sequence[NewEntry]
