@@ -9,7 +9,6 @@ for a payment. No object, event, log line or error carries them: only their last
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -132,6 +131,13 @@ def _check_transport(scope: Scope, base_url: str | None) -> None:
 async def create_connector_account(
     conn: Conn, scope: Scope, clock: Clock, vault: Vault, params: ConnectorAccountCreate
 ) -> dict[str, Any]:
+    if scope.livemode and params.provider == "sandbox":
+        # A live card must never reach a stand-in processor (also a CHECK, migration 0008).
+        raise InvalidRequest(
+            "The sandbox provider takes test-mode payments only; use a test key.",
+            param="provider",
+            code="parameter_invalid",
+        )
     _check_transport(scope, params.base_url)
     now = clock.now()
     account_id = new_id("ca")
@@ -380,10 +386,9 @@ class Connectors:
             return kept[1]
         secret, _, webhook_secret = opened.partition("\n")
         if not webhook_secret:
-            # The sandbox's published default signs test webhooks out of the box. In live
-            # mode anyone could forge with it: an account without its own webhook secret
-            # checks against a random one instead, and so accepts no webhook.
-            webhook_secret = secrets.token_urlsafe(32) if scope.livemode else DEFAULT_WEBHOOK_SECRET
+            # The sandbox's published default signs test webhooks out of the box (sandbox
+            # accounts are test mode only, so no live webhook takes a published secret).
+            webhook_secret = DEFAULT_WEBHOOK_SECRET
         connector = SandboxConnector(
             base_url, secret, timeout=self._timeout, webhook_secret=webhook_secret
         )

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from cryptography.exceptions import InvalidTag
 from psycopg_pool import AsyncConnectionPool
@@ -310,12 +311,13 @@ async def test_live_credentials_go_only_over_https(
 ) -> None:
     live = bearer(merchant.live_secret)
     before = await counts(pool)
-    reply = await send(client, live, ACCOUNTS, sandbox_account("http://psp.example.com"))
+    stripe = {"provider": "stripe"}
+    reply = await send(client, live, ACCOUNTS, sandbox_account("http://psp.example.com", **stripe))
     assert reply.status_code == 400, reply.text
     assert reply.json()["error"]["param"] == "base_url"
     assert await counts(pool) == before
     created = await ok(
-        await send(client, live, ACCOUNTS, sandbox_account("https://psp.example.com"))
+        await send(client, live, ACCOUNTS, sandbox_account("https://psp.example.com", **stripe))
     )
     assert created["livemode"] is True
     reply = await send(
@@ -323,6 +325,35 @@ async def test_live_credentials_go_only_over_https(
     )
     assert reply.status_code == 400 and reply.json()["error"]["param"] == "base_url"
     assert await ok(await client.get(f"{ACCOUNTS}/{created['id']}", headers=live)) == created
+
+
+async def test_the_sandbox_takes_no_live_account(
+    client: httpx.AsyncClient, merchant: NewMerchant, pool: AsyncConnectionPool
+) -> None:
+    """A live card must never reach a stand-in processor: refused by the API, and by
+    PostgreSQL should anything get past it."""
+    live = bearer(merchant.live_secret)
+    before = await counts(pool)
+    reply = await send(client, live, ACCOUNTS, sandbox_account("https://psp.example.com"))
+    assert reply.status_code == 400, reply.text
+    assert (reply.json()["error"]["param"], reply.json()["error"]["code"]) == (
+        "provider",
+        "parameter_invalid",
+    )
+    assert await counts(pool) == before
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT id FROM vault_keys LIMIT 1")
+        key = await cur.fetchone()
+        assert key is not None
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await conn.execute(
+                "INSERT INTO connector_accounts (id, merchant_id, livemode, provider, name,"
+                " base_url, currencies, enabled, data_key_id, credentials_sealed,"
+                " credentials_last4, metadata, created_at, updated_at)"
+                " VALUES ('ca_forced', %s, true, 'sandbox', 'x', 'https://psp.example.com',"
+                " '{}', true, %s, '\\x00', 'abcd', '{}', now(), now())",
+                (merchant.id, key[0]),
+            )
 
 
 # --- Bad input ------------------------------------------------------------------------------------
@@ -473,7 +504,9 @@ async def test_another_merchants_or_modes_account_is_404(
     other = await new_merchant(pool, clock, "Globex")
     theirs = await create_account(client, bearer(other.test_secret))
     mine_test, mine_live = bearer(merchant.test_secret), bearer(merchant.live_secret)
-    own_live = await create_account(client, mine_live, base_url="https://psp.example.com")
+    own_live = await create_account(
+        client, mine_live, base_url="https://psp.example.com", provider="stripe"
+    )
     before = await counts(pool)
     for headers, account_id in (
         (mine_test, theirs["id"]),

@@ -78,7 +78,9 @@ async def test_load_routing_then_route_picks_accounts_by_currency(
     big_usd = await add_rule(20, [anything, usd_only], currencies=["usd"], min_amount=100_000)
     # Neither another mode's nor another merchant's rules and accounts take part.
     live = bearer(merchant.live_secret)
-    live_account = await create_account(client, live, base_url="https://psp.example.com")
+    live_account = await create_account(
+        client, live, base_url="https://psp.example.com", provider="stripe"
+    )
     await ok(
         await send(client, live, RULES, {"priority": 0, "connector_accounts": [live_account["id"]]})
     )
@@ -251,7 +253,7 @@ async def test_connectors_get_another_merchants_or_modes_account_is_not_found(
     other = await new_merchant(pool, clock, "Globex")
     theirs = await create_account(client, bearer(other.test_secret))
     own_live = await create_account(
-        client, bearer(merchant.live_secret), base_url="https://x.example"
+        client, bearer(merchant.live_secret), base_url="https://x.example", provider="stripe"
     )
     async with pool.connection() as conn:
         for scope, account_id in (

@@ -134,7 +134,11 @@ async def test_a_rule_names_only_the_merchants_accounts_in_its_mode(
 ) -> None:
     test_key, live_key = bearer(merchant.test_secret), bearer(merchant.live_secret)
     mine = (await create_account(client, test_key))["id"]
-    mine_live = (await create_account(client, live_key, base_url="https://psp.example.com"))["id"]
+    mine_live = (
+        await create_account(
+            client, live_key, base_url="https://psp.example.com", provider="stripe"
+        )
+    )["id"]
     other = await new_merchant(pool, clock, "Globex")
     theirs = (await create_account(client, bearer(other.test_secret)))["id"]
     ghost = "ca_" + "Z" * 24
