@@ -15,8 +15,10 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from payrail.api.app import create_app
 from payrail.api.context import Services
 from payrail.clock import ManualClock
+from payrail.db.pool import open_pool
 from payrail.ledger.verify import verify
 from payrail.payments import in_doubt, janitor, outcomes
 from tests.connectors.accounts.helpers import create_account, send
@@ -383,3 +385,31 @@ async def test_a_charge_the_provider_makes_after_it_was_presumed_never_made_is_r
     await assert_sound(pool, psp, intent_id)
     # Asked once more, then left alone: nothing further is due.
     assert (await settle(services, clock, in_doubt.LATE_CHECK)).checked == 0
+
+
+async def test_reading_an_intent_due_for_a_check_needs_one_connection_at_a_time(
+    auth: dict[str, str],
+    account: Json,
+    psp: httpx.AsyncClient,
+    database_url: str,
+    services: Services,
+    clock: ManualClock,
+) -> None:
+    """The due check asks the provider: it must not run while the read holds a
+    connection, or concurrent polls of in-doubt intents drain the pool. With a pool of
+    one connection, a read that did so would wait on itself until the pool timed out."""
+    one = await open_pool(database_url, min_size=1, max_size=1)
+    one.timeout = 5
+    small = Services(pool=one, clock=clock, vault=services.vault, connectors=services.connectors)
+    transport = httpx.ASGITransport(app=create_app(small))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://payrail.test") as api:
+            await fault(psp, "error_after")
+            pending = (await pay(api, auth)).json()
+            assert pending["status"] == "processing"
+            clock.advance(in_doubt.SCHEDULE[0])
+            settled = await api.get(f"{INTENTS}/{pending['id']}", headers=auth)
+            assert settled.status_code == 200, settled.text
+            assert settled.json()["status"] == "succeeded"
+    finally:
+        await one.close()
