@@ -58,6 +58,18 @@ async def charges_of(pool: AsyncConnectionPool, intent_id: str) -> list[tuple[st
         return [(r[0], r[1]) for r in await cur.fetchall()]
 
 
+async def killed(*args: object) -> None:
+    """Stands in for a step the process dies in."""
+    raise RuntimeError("killed")
+
+
+async def only_intent(client: httpx.AsyncClient, auth: dict[str, str]) -> str:
+    """The one intent a test made (a request that died answered without its id)."""
+    [found] = (await client.get(INTENTS, headers=auth)).json()["data"]
+    intent_id: str = found["id"]
+    return intent_id
+
+
 async def settle(services: Services, clock: ManualClock, after: timedelta) -> janitor.JanitorRun:
     clock.advance(after)
     return await janitor.run_once(services)
@@ -300,14 +312,11 @@ async def test_a_process_dying_before_the_request_left_leaves_nothing_charged(
     clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def dies(*args: object) -> None:
-        raise RuntimeError("killed")
-
-    monkeypatch.setattr(services.connectors, "get", dies)
+    monkeypatch.setattr(services.connectors, "get", killed)
     reply = await pay(client, auth)
     assert reply.status_code == 500
     monkeypatch.undo()
-    [intent_id] = [i["id"] for i in (await client.get(INTENTS, headers=auth)).json()["data"]]
+    intent_id = await only_intent(client, auth)
     assert [s for _, s in await charges_of(pool, intent_id)] == ["sending"]
     await settle(services, clock, in_doubt.SCHEDULE[0])
     assert (await intent(client, auth, intent_id))["status"] == "processing"
@@ -326,13 +335,10 @@ async def test_a_process_dying_after_the_charge_is_settled_from_the_provider(
     clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def dies(*args: object) -> None:
-        raise RuntimeError("killed")
-
-    monkeypatch.setattr(outcomes, "record_attempt", dies)
+    monkeypatch.setattr(outcomes, "record_attempt", killed)
     assert (await pay(client, auth)).status_code == 500
     monkeypatch.undo()
-    [intent_id] = [i["id"] for i in (await client.get(INTENTS, headers=auth)).json()["data"]]
+    intent_id = await only_intent(client, auth)
     await settle(services, clock, in_doubt.SCHEDULE[0])
     assert (await intent(client, auth, intent_id))["status"] == "succeeded"
     assert await assert_sound(pool, psp, intent_id) == 1
@@ -352,13 +358,10 @@ async def test_a_charge_the_provider_makes_after_it_was_presumed_never_made_is_r
     once more a day later: a provider whose queue drained late is still heard, and its
     money reaches the ledger (the intent, failed meanwhile, does not follow it)."""
 
-    async def dies(*args: object) -> None:
-        raise RuntimeError("killed")
-
-    monkeypatch.setattr(services.connectors, "get", dies)
+    monkeypatch.setattr(services.connectors, "get", killed)
     assert (await pay(client, auth)).status_code == 500
     monkeypatch.undo()
-    [intent_id] = [i["id"] for i in (await client.get(INTENTS, headers=auth)).json()["data"]]
+    intent_id = await only_intent(client, auth)
     [(charge_id, _)] = await charges_of(pool, intent_id)
     await settle(services, clock, in_doubt.SCHEDULE[0] + in_doubt.NOT_PROCESSED_AFTER)
     assert (await intent(client, auth, intent_id))["status"] == "requires_payment_method"
