@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 import typer
@@ -14,10 +14,13 @@ from rich.table import Table
 from payrail.clock import SystemClock
 from payrail.config import Settings
 from payrail.db.migrate import upgrade
+from payrail.db.pool import open_pool
+from payrail.events.consumers import Consumer, Replay, replay
 from payrail.ledger.verify import VerifyReport, verify
 from payrail.ops.logging import configure as configure_logging
-from payrail.runtime import database, worker_janitor
+from payrail.runtime import database
 from payrail.runtime import up as run_up
+from payrail.runtime import worker as run_worker
 from payrail.tenants.service import NewMerchant, create_merchant
 from payrail.vault.envelope import Rotation, Vault
 from payrail.vault.keyring import Keyring, MasterKeyError
@@ -28,6 +31,7 @@ merchants_app = typer.Typer(help="Merchants and API keys.", no_args_is_help=True
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 keys_app = typer.Typer(help="The card vault's keys.", no_args_is_help=True)
 worker_app = typer.Typer(help="Background workers, one role per process.", no_args_is_help=True)
+events_app = typer.Typer(help="Events: dead letters and their replay.", no_args_is_help=True)
 bench_app = typer.Typer(
     help="Benchmarks that print figures beside a reference.", no_args_is_help=True
 )
@@ -37,6 +41,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(keys_app, name="keys")
 app.add_typer(worker_app, name="worker")
 app.add_typer(bench_app, name="bench")
+app.add_typer(events_app, name="events")
 console = Console()
 
 
@@ -64,9 +69,21 @@ def up(
 
 
 @worker_app.command("janitor")
-def worker_janitor_command() -> None:
+def worker_janitor() -> None:
     """Settle payments whose provider answer was lost (in doubt), by asking the provider."""
-    worker_janitor(Settings.from_env())
+    run_worker(Settings.from_env(), "janitor")
+
+
+@worker_app.command("webhooks")
+def worker_webhooks() -> None:
+    """Turn events into merchant webhook deliveries, and send them."""
+    run_worker(Settings.from_env(), "webhooks")
+
+
+@worker_app.command("relay")
+def worker_relay() -> None:
+    """Publish the outbox to Kafka (or the PostgreSQL log), in order per aggregate."""
+    run_worker(Settings.from_env(), "relay")
 
 
 @db_app.command("upgrade")
@@ -163,6 +180,64 @@ def keys_rotate(
     )
 
 
+async def _dead_letters(url: str) -> list[tuple[Any, ...]]:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute(
+            "SELECT id, consumer, event_id, attempts, failed_at, error FROM event_dead_letters"
+            " WHERE replayed_at IS NULL ORDER BY failed_at, id LIMIT 1000"
+        )
+        return list(await cur.fetchall())
+
+
+@events_app.command("dead-letters")
+def events_dead_letters() -> None:
+    """List the events consumers gave up on, oldest first, with their errors."""
+    with database(Settings.from_env()) as url:
+        rows = asyncio.run(_dead_letters(url))
+    table = Table("id", "consumer", "event", "attempts", "failed at", "error")
+    for dead_letter_id, consumer, event_id, attempts, failed_at, error in rows:
+        table.add_row(
+            dead_letter_id,
+            consumer,
+            event_id,
+            str(attempts),
+            f"{failed_at:%Y-%m-%d %H:%M:%S}",
+            error,
+        )
+    console.print(table)
+    console.print(
+        f"{len(rows)} dead letter(s) waiting" + (" (first 1,000)" if len(rows) == 1000 else "")
+    )
+
+
+async def _replay(url: str, consumer: Consumer, ids: list[str] | None) -> Replay:
+    pool = await open_pool(url, min_size=1, max_size=2)
+    try:
+        return await replay(pool, consumer, SystemClock(), ids)
+    finally:
+        await pool.close()
+
+
+@events_app.command("replay")
+def events_replay(
+    consumer: Annotated[str, typer.Argument(help="The consumer whose dead letters to run.")],
+    dead_letter: Annotated[
+        list[str] | None, typer.Option("--id", help="Only this dead letter (repeatable).")
+    ] = None,
+) -> None:
+    """Run a consumer's dead letters again; those that succeed are marked replayed."""
+    from payrail.events.registry import CONSUMERS
+
+    if consumer not in CONSUMERS:
+        known = ", ".join(sorted(CONSUMERS))
+        raise typer.BadParameter(f"no consumer {consumer!r}; known: {known}", param_hint="CONSUMER")
+    with database(Settings.from_env()) as url:
+        report = asyncio.run(_replay(url, CONSUMERS[consumer], dead_letter))
+    console.print(f"replayed {report.replayed}; failed again {report.failed}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
 @bench_app.command("ledger")
 def bench_ledger(
     seconds: Annotated[float, typer.Option(help="Seconds per measurement.")] = 15,
@@ -201,6 +276,24 @@ def bench_payments(
             keys=idempotency_keys,
         )
     table = Table("measure", "figure", "target / reference", title="payrail bench payments")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+@bench_app.command("events")
+def bench_events(
+    events: Annotated[int, typer.Option(help="Events in the outbox the relay drains.")] = 200_000,
+    replicas: Annotated[int, typer.Option(help="Relay replicas draining it.")] = 1,
+    rate: Annotated[int, typer.Option(help="Events/s for the latency run.")] = 1000,
+    seconds: Annotated[float, typer.Option(help="Seconds of the latency run.")] = 10,
+) -> None:
+    """Relay events/s (outbox to transport) and commit-to-consumer latency at a fixed rate."""
+    from payrail.bench.events import run
+
+    with console.status("benchmarking events (a throwaway PostgreSQL, the relay, a consumer)"):
+        rows = run(events=events, replicas=replicas, rate=rate, seconds=seconds)
+    table = Table("measure", "figure", "target / reference", title="payrail bench events")
     for row in rows:
         table.add_row(*row)
     console.print(table)

@@ -19,6 +19,8 @@ class Settings:
     host: str
     port: int
     sandbox_port: int = 8100  # the sandbox PSP that `payrail up` runs
+    webhooks_allow_private: bool = False  # webhooks may go to loopback/private addresses
+    kafka_bootstrap_servers: str | None = None  # unset: events go through PostgreSQL
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -28,4 +30,6 @@ class Settings:
             host=os.environ.get("PAYRAIL_HOST", "127.0.0.1"),
             port=int(os.environ.get("PAYRAIL_PORT", "8000")),
             sandbox_port=int(os.environ.get("PAYRAIL_SANDBOX_PORT", "8100")),
+            webhooks_allow_private=os.environ.get("PAYRAIL_WEBHOOKS_ALLOW_PRIVATE") == "1",
+            kafka_bootstrap_servers=os.environ.get("PAYRAIL_KAFKA_BOOTSTRAP_SERVERS") or None,
         )

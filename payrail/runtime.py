@@ -7,9 +7,10 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from rich.console import Console
@@ -21,6 +22,13 @@ from payrail.config import Settings
 from payrail.db.embedded import EmbeddedPostgres
 from payrail.db.migrate import upgrade
 from payrail.db.pool import open_pool
+from payrail.events import consumers, relay
+from payrail.events.pglog import PostgresLog
+from payrail.events.transport import Transport
+from payrail.events.transports import open_transport
+from payrail.events.webhooks import delivery
+from payrail.events.webhooks.delivery import DeliveryOptions
+from payrail.events.webhooks.service import CONSUMER as WEBHOOKS
 from payrail.payments import janitor
 from payrail.vault.envelope import Vault
 from payrail.vault.keyring import Keyring
@@ -47,7 +55,13 @@ def database(settings: Settings) -> Iterator[str]:
 
 @contextmanager
 def serve_in_thread(
-    url: str, clock: Clock, vault: Vault, *, max_connections: int = 20, workers: bool = False
+    url: str,
+    clock: Clock,
+    vault: Vault,
+    *,
+    max_connections: int = 20,
+    workers: bool = False,
+    webhooks_allow_private: bool = False,
 ) -> Iterator[str]:
     """The API on a free loopback port, served from a thread of this process: for tests
     over real HTTP and for `payrail demo` when no platform is running. With `workers`,
@@ -73,7 +87,13 @@ def serve_in_thread(
                 backlog=1024,
             )
             servers.append(uvicorn.Server(config))
-            async with background(services, enabled=workers):
+            transport = PostgresLog(pool, clock)
+            async with background(
+                services,
+                transport,
+                ROLES if workers else (),
+                webhooks_allow_private=webhooks_allow_private,
+            ):
                 await servers[0].serve()
         finally:
             await pool.close()
@@ -116,18 +136,43 @@ async def _serve(url: str, settings: Settings) -> None:
             "Create a merchant and key from another terminal: "
             "uv run payrail merchants create 'My Shop'"
         )
-        async with background(services):
+        transport = open_transport(settings.kafka_bootstrap_servers, pool, clock)
+        console.print(f"events: {_where_events_go(settings)}")
+        async with background(
+            services, transport, webhooks_allow_private=settings.webhooks_allow_private
+        ):
             await server.serve()
     finally:
         await pool.close()
 
 
+# The background roles: `payrail up` runs them all, `payrail worker ROLE` one of them.
+ROLES = ("janitor", "relay", "webhooks")
+
+
 @asynccontextmanager
-async def background(services: Services, *, enabled: bool = True) -> AsyncIterator[None]:
-    """The workers `payrail up` runs beside the API (this issue: the payments janitor),
-    stopped and the connectors closed when the block ends."""
+async def background(
+    services: Services,
+    transport: Transport,
+    roles: Sequence[str] = ROLES,
+    *,
+    webhooks_allow_private: bool = False,
+) -> AsyncIterator[None]:
+    """The workers of `roles`, beside whatever runs in the block; stopped, and the
+    connectors closed, when the block ends. The webhooks role is two loops: the consumer
+    that turns events into deliveries, and the deliveries' sender."""
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(janitor.run(services, stop))] if enabled else []
+    pool, clock = services.pool, services.clock
+    delivery_options = DeliveryOptions(allow_private=webhooks_allow_private)
+    runners: dict[str, list[Callable[[], Coroutine[Any, Any, None]]]] = {
+        "janitor": [lambda: janitor.run(services, stop)],
+        "relay": [lambda: relay.run(relay.new_relay(pool, transport, clock), stop)],
+        "webhooks": [
+            lambda: consumers.run(pool, transport, WEBHOOKS, clock, stop),
+            lambda: delivery.run(pool, clock, services.vault, stop, delivery_options),
+        ],
+    }
+    tasks = [asyncio.create_task(start()) for role in roles for start in runners[role]]
     try:
         yield
     finally:
@@ -152,27 +197,39 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-async def _janitor(url: str, settings: Settings) -> None:
+def _where_events_go(settings: Settings) -> str:
+    if settings.kafka_bootstrap_servers:
+        return f"Kafka at {settings.kafka_bootstrap_servers}"
+    return "the event log in PostgreSQL (set PAYRAIL_KAFKA_BOOTSTRAP_SERVERS for Kafka)"
+
+
+async def _worker(url: str, settings: Settings, role: str) -> None:
     pool = await open_pool(url, min_size=1, max_size=4)
     try:
+        clock = SystemClock()
         services = Services(
-            pool=pool, clock=SystemClock(), vault=Vault(Keyring.from_env(settings.data_dir))
+            pool=pool, clock=clock, vault=Vault(Keyring.from_env(settings.data_dir))
         )
-        async with background(services):
+        transport = open_transport(settings.kafka_bootstrap_servers, pool, clock)
+        async with background(
+            services, transport, [role], webhooks_allow_private=settings.webhooks_allow_private
+        ):
             await asyncio.Event().wait()  # until Ctrl-C or SIGTERM
     finally:
         await pool.close()
 
 
-def worker_janitor(settings: Settings) -> None:
-    """`payrail worker janitor`: the in-doubt janitor alone, for a fleet; any number of
-    them share the work through their leases."""
+def worker(settings: Settings, role: str) -> None:
+    """`payrail worker ROLE`: one background role alone, for a fleet; any number of
+    processes of a role share its work through leases (or Kafka's consumer groups)."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with database(settings) as url:
-        console.print("payments janitor running; Ctrl-C stops it")
+        if role != "janitor":
+            console.print(f"events: {_where_events_go(settings)}")
+        console.print(f"{role} running; Ctrl-C stops it")
         with suppress(KeyboardInterrupt):
-            asyncio.run(_janitor(url, settings))
-    console.print("janitor stopped")
+            asyncio.run(_worker(url, settings, role))
+    console.print(f"{role} stopped")
 
 
 def up(settings: Settings) -> None:

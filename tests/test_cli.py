@@ -261,3 +261,37 @@ def test_keys_rotate_adds_a_master_version_and_rewraps_every_key(
     )
     assert refused.returncode == 2
     assert "PAYRAIL_MASTER_KEY" in refused.stdout
+
+
+def test_dead_letters_are_listed_and_replayed(env: dict[str, str], database_url: str) -> None:
+    env = {**env, "PAYRAIL_DATABASE_URL": database_url}
+    event = (
+        b'{"id": "evt_dead1", "object": "event", "type": "customer.created", "version": 1,'
+        b' "created": 1795000000, "livemode": false, "merchant": "mer_nobody",'
+        b' "data": {"object": {"id": "cus_1", "object": "customer"}}}'
+    )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO event_dead_letters (id, consumer, event_id, topic, partition,"
+            ' "offset", event, error, attempts, failed_at)'
+            " VALUES ('dl_1', 'webhooks', 'evt_dead1', 'payrail.customers', 3, 7, %s,"
+            " 'TimeoutError: the database was away', 5, now())",
+            (event,),
+        )
+    listed = payrail(env, "events", "dead-letters")
+    assert listed.returncode == 0, listed.stderr
+    assert "evt_dead1" in listed.stdout and "the database was away" in listed.stdout
+    assert "1 dead letter(s) waiting" in listed.stdout
+
+    unknown = payrail(env, "events", "replay", "nobody")
+    assert unknown.returncode == 2 and "known: webhooks" in unknown.stderr
+
+    replayed = payrail(env, "events", "replay", "webhooks", "--id", "dl_1")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 1; failed again 0" in replayed.stdout
+    assert "0 dead letter(s) waiting" in payrail(env, "events", "dead-letters").stdout
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM event_inbox WHERE consumer = 'webhooks' AND event_id = 'evt_dead1'"
+        ).fetchone()
+    assert row == (1,)

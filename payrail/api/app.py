@@ -8,6 +8,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,8 +16,11 @@ from payrail.api.context import Services
 from payrail.connectors.accounts.endpoints import router as connector_accounts_router
 from payrail.customers.endpoints import router as customers_router
 from payrail.errors import ApiFailure, InvalidRequest, PayrailError
+from payrail.events.endpoints import router as events_router
+from payrail.events.webhooks.endpoints import router as webhook_endpoints_router
 from payrail.ids import new_id
 from payrail.ledger.endpoints import router as ledger_router
+from payrail.ops.metrics import REGISTRY
 from payrail.payments.endpoints import router as payments_router
 from payrail.payments.webhook_endpoints import router as webhooks_router
 from payrail.vault.endpoints import router as payment_methods_router
@@ -81,6 +85,10 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return _error(InvalidRequest(str(exc)))
 
 
+async def _metrics(request: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(
         title="payrail",
@@ -103,5 +111,10 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(connector_accounts_router)
     app.include_router(payments_router)
     app.include_router(webhooks_router)
+    app.include_router(webhook_endpoints_router)
+    app.include_router(events_router)
+    # A plain route, outside /v1 and the API's auth: scraped by Prometheus from inside
+    # the deployment (docs/operations.md), never exposed to merchants.
+    app.add_route("/metrics", _metrics, include_in_schema=False)
     app.add_middleware(RequestIdMiddleware)
     return app

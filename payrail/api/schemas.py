@@ -54,6 +54,10 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
 
 
+class NoParams(Params):
+    """A call that takes no parameters: any given is an error."""
+
+
 P = TypeVar("P", bound=Params)
 
 

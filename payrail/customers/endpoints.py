@@ -11,7 +11,7 @@ from payrail.api.auth import require_key
 from payrail.api.context import RequestContext
 from payrail.api.http import Conn, read, request_body, write
 from payrail.api.pagination import ListParams, list_object, page_ids
-from payrail.api.schemas import Params
+from payrail.api.schemas import NoParams
 from payrail.customers import service
 from payrail.customers.schemas import (
     CustomerCreate,
@@ -25,9 +25,6 @@ from payrail.vault import service as vault_service
 router = APIRouter(tags=["customers"])
 Ctx = Depends(require_key)
 
-
-class NoParams(Params):
-    pass
 
 
 @router.post("/v1/customers", openapi_extra=request_body(CustomerCreate))

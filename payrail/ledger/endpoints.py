@@ -11,7 +11,7 @@ from payrail.api.auth import require_key
 from payrail.api.context import RequestContext
 from payrail.api.http import Conn, read, request_body, write
 from payrail.api.pagination import ListParams, list_object, page_ids
-from payrail.api.schemas import Params
+from payrail.api.schemas import NoParams
 from payrail.ledger import service
 from payrail.ledger.schemas import (
     AccountCreate,
@@ -26,9 +26,6 @@ from payrail.tenants.scope import Scope
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 Ctx = Depends(require_key)
 
-
-class NoParams(Params):
-    pass
 
 
 class TransactionListParams(ListParams):

@@ -11,7 +11,7 @@ from payrail.api.auth import require_key
 from payrail.api.context import RequestContext
 from payrail.api.http import Conn, read, request_body, write
 from payrail.api.pagination import ListParams, list_object, page_ids
-from payrail.api.schemas import Params
+from payrail.api.schemas import NoParams
 from payrail.tenants.scope import Scope
 from payrail.vault import service
 from payrail.vault.schemas import PaymentMethodCreate
@@ -19,9 +19,6 @@ from payrail.vault.schemas import PaymentMethodCreate
 router = APIRouter(prefix="/v1/payment_methods", tags=["payment_methods"])
 Ctx = Depends(require_key)
 
-
-class NoParams(Params):
-    pass
 
 
 class PaymentMethodListParams(ListParams):

@@ -583,6 +583,17 @@ async def test_openapi_is_served_and_complete(client: httpx.AsyncClient) -> None
         ("get", "/v1/refunds/{refund_id}"),
         ("get", "/v1/disputes"),
         ("get", "/v1/disputes/{dispute_id}"),
+        ("post", "/v1/webhook_endpoints"),
+        ("get", "/v1/webhook_endpoints"),
+        ("get", "/v1/webhook_endpoints/{webhook_endpoint_id}"),
+        ("post", "/v1/webhook_endpoints/{webhook_endpoint_id}"),
+        ("delete", "/v1/webhook_endpoints/{webhook_endpoint_id}"),
+        ("get", "/v1/webhook_deliveries"),
+        ("get", "/v1/webhook_deliveries/{delivery_id}"),
+        ("get", "/v1/webhook_deliveries/{delivery_id}/attempts"),
+        ("post", "/v1/webhook_deliveries/{delivery_id}/retry"),
+        ("get", "/v1/events"),
+        ("get", "/v1/events/{event_id}"),
     }
     found = {
         (method, path)

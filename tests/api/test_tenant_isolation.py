@@ -22,6 +22,7 @@ from payrail.connectors.sandbox.server import run_sandbox
 from payrail.tenants.service import NewMerchant
 from tests.conftest import new_merchant
 from tests.connectors.accounts.helpers import SECRET, bearer, sandbox_account
+from tests.events.webhooks.helpers import fan_out_events
 from tests.payments.webhook_helpers import make_dispute
 from tests.routes import api_routes
 from tests.vaults import fixed_vault
@@ -36,6 +37,7 @@ CONNECTOR_ACCOUNTS = "/v1/connector_accounts"
 ROUTING_RULES = "/v1/routing_rules"
 PAYMENT_INTENTS = "/v1/payment_intents"
 REFUNDS = "/v1/refunds"
+WEBHOOK_ENDPOINTS = "/v1/webhook_endpoints"
 # id prefix -> route
 KINDS = {
     "lacc": ACCOUNTS,
@@ -47,6 +49,9 @@ KINDS = {
     "pi": PAYMENT_INTENTS,
     "re": REFUNDS,
     "dp": "/v1/disputes",
+    "evt": "/v1/events",
+    "we": "/v1/webhook_endpoints",
+    "whdel": "/v1/webhook_deliveries",
 }
 
 
@@ -62,6 +67,7 @@ class Tenant:
     http: httpx.AsyncClient
     headers: dict[str, str]
     psp_url: str | None = None  # a sandbox PSP its payments go to
+    pool: AsyncConnectionPool | None = None  # for work no route does (webhook fan-out)
 
     async def post(self, path: str, body: Json | None = None) -> Json:
         reply = await self.http.post(path, json=body or {}, headers=self.headers)
@@ -199,6 +205,33 @@ async def dispute(owner: Tenant, tag: str) -> str:
     return await make_dispute(owner.http, owner.headers)
 
 
+async def event(owner: Tenant, tag: str) -> str:
+    """The owner's newest event: the one its customer's creation wrote."""
+    await owner.post(CUSTOMERS, {"email": "events@example.com"})
+    listed = await owner.get("/v1/events", limit=1)
+    event_id: str = listed["data"][0]["id"]
+    return event_id
+
+
+async def webhook_endpoint(owner: Tenant, tag: str) -> str:
+    body = {"url": "https://hooks.example.com/", "enabled_events": ["customer.created"]}
+    obj = await owner.post(WEBHOOK_ENDPOINTS, {**body, "metadata": {"tag": tag[:500]}})
+    endpoint_id: str = obj["id"]
+    return endpoint_id
+
+
+async def webhook_delivery(owner: Tenant, tag: str) -> str:
+    """The delivery of a customer's creation to the owner's endpoint, as the webhooks
+    consumer makes it."""
+    assert owner.pool is not None, "this owner has no pool to run the consumer with"
+    endpoint_id = await webhook_endpoint(owner, tag)
+    created = await owner.post(CUSTOMERS, {"email": "hooks@example.com"})
+    await fan_out_events(owner.pool, ManualClock(), aggregate_id=created["id"])
+    listed = await owner.get("/v1/webhook_deliveries", webhook_endpoint=endpoint_id)
+    delivery_id: str = listed["data"][0]["id"]
+    return delivery_id
+
+
 # Each route taking an id, and how to make an object of the owner's on which that route
 # would succeed: only then does a 404 for someone else prove isolation, not a state error.
 FACTORIES: dict[str, Factory] = {
@@ -221,6 +254,11 @@ FACTORIES: dict[str, Factory] = {
     "/v1/payment_intents/{intent_id}/cancel": authorized_intent,
     "/v1/refunds/{refund_id}": refund,
     "/v1/disputes/{dispute_id}": dispute,
+    "/v1/events/{event_id}": event,
+    "/v1/webhook_endpoints/{webhook_endpoint_id}": webhook_endpoint,
+    "/v1/webhook_deliveries/{delivery_id}": webhook_delivery,
+    "/v1/webhook_deliveries/{delivery_id}/attempts": webhook_delivery,
+    "/v1/webhook_deliveries/{delivery_id}/retry": webhook_delivery,
 }
 
 
@@ -260,7 +298,7 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
     other = await new_merchant(pool, clock, "Globex")
     a = Tenant(client, {"Authorization": f"Bearer {merchant.test_secret}"})
     a_live = Tenant(client, {"Authorization": f"Bearer {merchant.live_secret}"})
-    b = Tenant(client, {"Authorization": f"Bearer {other.test_secret}"}, psp_url)
+    b = Tenant(client, {"Authorization": f"Bearer {other.test_secret}"}, psp_url, pool)
     await a.transaction("a-own")  # A has objects of its own too
 
     targets: dict[tuple[str, str], str] = {}
@@ -291,7 +329,9 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
                     " (SELECT count(*) FROM payment_intents), (SELECT count(*) FROM charges),"
                     " (SELECT count(*) FROM refunds),"
                     " (SELECT count(*) FROM connector_accounts),"
-                    " (SELECT count(*) FROM routing_rules)"
+                    " (SELECT count(*) FROM routing_rules),"
+                    " (SELECT count(*) FROM webhook_endpoints),"
+                    " (SELECT count(*) FROM webhook_deliveries)"
                 )
             ).fetchone()
         assert row is not None

@@ -17,6 +17,7 @@ from payrail.connectors.sandbox import SandboxConfig
 from payrail.connectors.sandbox.server import run_sandbox
 from payrail.tenants.service import NewMerchant
 from tests.connectors.accounts.helpers import SECRET, bearer, sandbox_account
+from tests.events.webhooks.helpers import fan_out_events
 from tests.payments.webhook_helpers import WEBHOOK_SECRET, deliver, provider_payment
 from tests.routes import api_routes
 
@@ -39,6 +40,10 @@ WRITE_PATHS = {
     "/v1/connector_accounts": ["connector_account.created"],
     "/v1/connector_accounts/{connector_account_id}": ["connector_account.updated"],
     "/v1/routing_rules": ["routing_rule.created"],
+    "/v1/webhook_endpoints": ["webhook_endpoint.created"],
+    "/v1/webhook_endpoints/{webhook_endpoint_id}": ["webhook_endpoint.updated"],
+    # of a delivery the webhooks consumer made:
+    "/v1/webhook_deliveries/{delivery_id}/retry": ["webhook_delivery.retry_scheduled"],
     # Payments, once the payments ledger accounts exist (their first use also writes
     # ledger.account.created for each); an intent without a payment method:
     "/v1/payment_intents": ["payment_intent.created"],
@@ -124,6 +129,7 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     pool: AsyncConnectionPool,
     merchant: NewMerchant,
     psp_url: str,
+    clock: ManualClock,
 ) -> None:
     async def emitted_by(
         path: str, data: dict[str, Any], expected: list[str] | None = None
@@ -187,6 +193,22 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     assert attached["customer"] == customer_id
     [(_, _, detached)] = await emitted_by(f"/v1/payment_methods/{card_id}/detach", {})
     assert detached["customer"] is None
+
+    # Webhooks: an endpoint, the consumer's delivery of an event to it, resent by hand.
+    [(_, endpoint_id, endpoint)] = await emitted_by(
+        "/v1/webhook_endpoints",
+        {"url": "https://hooks.example.com/", "enabled_events": ["customer.created"]},
+    )
+    assert "secret" not in endpoint
+    await emitted_by(f"/v1/webhook_endpoints/{endpoint_id}", {"description": "orders"})
+    await emitted_by("/v1/customers", {"email": "hooked@example.com"})
+    await fan_out_events(pool, clock, merchant.id)
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id FROM webhook_deliveries WHERE endpoint_id = %s", (endpoint_id,)
+        )
+        [(delivery_id,), *_] = await cur.fetchall()
+    await emitted_by(f"/v1/webhook_deliveries/{delivery_id}/retry", {})
 
     [(_, connector_account_id, connector_account)] = await emitted_by(
         "/v1/connector_accounts",

@@ -10,7 +10,7 @@ from payrail.api.auth import require_key
 from payrail.api.context import RequestContext
 from payrail.api.http import Conn, read, request_body, write
 from payrail.api.pagination import ListParams, list_object, page_ids
-from payrail.api.schemas import Params
+from payrail.api.schemas import NoParams
 from payrail.connectors.accounts import service
 from payrail.connectors.accounts.schemas import (
     ConnectorAccountCreate,
@@ -22,9 +22,6 @@ from payrail.tenants.scope import Scope
 router = APIRouter(prefix="/v1")
 Ctx = Depends(require_key)
 
-
-class NoParams(Params):
-    pass
 
 
 @router.post(

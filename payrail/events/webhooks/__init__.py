@@ -1,0 +1,1 @@
+"""Merchant webhooks: endpoints, fan-out of events into deliveries, the delivery worker."""

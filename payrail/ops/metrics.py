@@ -1,0 +1,58 @@
+"""Prometheus metrics, served by the API at `/metrics` (docs/operations.md lists them).
+
+One registry per process. Label values are bounded sets (consumer names, topics,
+partitions, outcome words), never ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+outbox_unpublished = Gauge(
+    "payrail_outbox_unpublished_events",
+    "Events committed to the outbox and not yet published, as the relay last counted.",
+    registry=REGISTRY,
+)
+outbox_oldest_unpublished_seconds = Gauge(
+    "payrail_outbox_oldest_unpublished_seconds",
+    "Age of the oldest event not yet published, as the relay last saw it.",
+    registry=REGISTRY,
+)
+relay_published = Counter(
+    "payrail_relay_published_events_total",
+    "Events the relay published and marked published.",
+    ["transport"],
+    registry=REGISTRY,
+)
+relay_failures = Counter(
+    "payrail_relay_publish_failures_total",
+    "Batches the transport did not take; the relay keeps them and tries again.",
+    ["transport"],
+    registry=REGISTRY,
+)
+consumer_lag = Gauge(
+    "payrail_consumer_lag_events",
+    "Records appended to a partition and not yet committed by the consumer group.",
+    ["consumer", "topic", "partition"],
+    registry=REGISTRY,
+)
+consumer_handled = Counter(
+    "payrail_consumer_events_total",
+    "Events a consumer took, by outcome: handled, duplicate (already in its inbox), dead_lettered.",
+    ["consumer", "outcome"],
+    registry=REGISTRY,
+)
+consumer_retries = Counter(
+    "payrail_consumer_retries_total",
+    "Handler attempts that failed and were retried.",
+    ["consumer"],
+    registry=REGISTRY,
+)
+consumer_handle_seconds = Histogram(
+    "payrail_consumer_handle_seconds",
+    "Time to handle one event, inbox row and commit included.",
+    ["consumer"],
+    registry=REGISTRY,
+)
