@@ -17,6 +17,7 @@ from payrail.connectors.sandbox import SandboxConfig
 from payrail.connectors.sandbox.server import run_sandbox
 from payrail.tenants.service import NewMerchant
 from tests.connectors.accounts.helpers import SECRET, bearer, sandbox_account
+from tests.events import shapes
 from tests.events.webhooks.helpers import fan_out_events
 from tests.payments.webhook_helpers import WEBHOOK_SECRET, deliver, provider_payment
 from tests.routes import api_routes
@@ -311,6 +312,13 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     )
     assert refused.status_code == 400
     assert len(await events(pool, merchant.id)) == count
+
+    # Every event written above keeps the compatibility rule against the shapes recorded.
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT event_envelope(e) FROM events e WHERE merchant_id = %s", (merchant.id,)
+        )
+        shapes.check(row[0] for row in await cur.fetchall())
 
 
 def _matches(template: str, path: str) -> bool:
