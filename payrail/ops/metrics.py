@@ -56,3 +56,22 @@ consumer_handle_seconds = Histogram(
     ["consumer"],
     registry=REGISTRY,
 )
+webhook_attempts = Counter(
+    "payrail_webhook_attempts_total",
+    "Webhook delivery attempts, by what was decided: succeeded, retry (failed, tried again "
+    "later), failed (gave up after 3 days), gone (410: the endpoint is disabled), lost "
+    "(the outcome was not recorded: the claim had run out).",
+    ["verdict"],
+    registry=REGISTRY,
+)
+webhook_attempt_seconds = Histogram(
+    "payrail_webhook_attempt_seconds",
+    "Time a merchant's endpoint took to answer one delivery attempt.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+webhook_due = Gauge(
+    "payrail_webhook_deliveries_due",
+    "Pending deliveries whose next attempt is due, as the webhooks worker last counted.",
+    registry=REGISTRY,
+)

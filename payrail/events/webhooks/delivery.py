@@ -34,6 +34,7 @@ from payrail.events.webhooks.addresses import (
     system_resolve,
 )
 from payrail.events.webhooks.signing import signature_headers
+from payrail.ops import metrics
 from payrail.vault.cards import mask_card_numbers
 from payrail.vault.envelope import Vault
 
@@ -220,6 +221,8 @@ async def _record(
             event = OutboxEvent("webhook_endpoint.updated", "webhook_endpoint", obj["id"], obj)
             await emit(conn, claimed.scope, now, [event])
             summary.endpoints_disabled += 1
+    metrics.webhook_attempts.labels(decision.verdict if recorded else "lost").inc()
+    metrics.webhook_attempt_seconds.observe(answer.duration_ms / 1000)
     if not recorded:
         summary.lost += 1
     elif decision.verdict == "succeeded":
@@ -283,6 +286,7 @@ async def run_once(
     lease = secrets.token_hex(16)
     now = clock.now()
     async with pool.connection() as conn, conn.transaction():
+        metrics.webhook_due.set(await repo.count_due(conn, now))
         claimed = await repo.claim(conn, now, now + options.lease, lease, options.batch)
     summary = Summary(claimed=len(claimed))
 

@@ -234,6 +234,17 @@ async def claim(
     ]
 
 
+async def count_due(conn: Conn, now: datetime) -> int:
+    """Pending deliveries whose attempt is due: the backlog the workers have not caught."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"
+        " AND next_attempt_at <= %s",
+        (now,),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def envelope(conn: Conn, event_id: str) -> bytes | None:
     """The event as published (migration 0009), as the bytes that are signed and sent."""
     cur = await conn.execute(
