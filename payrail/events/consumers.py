@@ -14,12 +14,14 @@ letters again (`payrail events replay`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import psycopg
 import structlog
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -37,6 +39,7 @@ Outcome = Literal["handled", "duplicate", "dead_lettered"]
 
 FETCH = 200
 LAG_EVERY = 5.0  # seconds between two readings of the lag
+MAX_BACKOFF = 5.0  # seconds between two starts of a member whose round failed
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ async def handle(
     for attempt in range(1, tries + 1):
         try:
             return await _handle_once(pool, consumer, event, clock)
+        except psycopg.OperationalError:
+            # The database, not the event: no attempt is spent and nothing is
+            # dead-lettered; the member starts over and the event comes again.
+            raise
         except Exception as exc:
             if attempt == tries:
                 log.exception(
@@ -153,9 +160,32 @@ async def run(
 ) -> None:
     """One member of the consumer's group, until `stop` is set. It commits a batch only
     after handling all of it: killed in mid-batch, the rest is delivered again."""
-    subscription = await transport.subscribe(consumer.name, consumer.topics)
     rng = random.Random()
+    backoff = 0.0
+    while not stop.is_set():
+        try:
+            await _consume(pool, transport, consumer, clock, stop, rng)
+        except Exception:
+            # The database or the broker went away: join the group afresh once it is
+            # back; what was not committed is delivered again, and the inbox drops
+            # what was already done.
+            log.exception("consumer: round failed", consumer=consumer.name)
+            backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+
+
+async def _consume(
+    pool: AsyncConnectionPool,
+    transport: Transport,
+    consumer: Consumer,
+    clock: Clock,
+    stop: asyncio.Event,
+    rng: random.Random,
+) -> None:
+    subscription = await transport.subscribe(consumer.name, consumer.topics)
     lag_due = 0.0
+    reported: set[tuple[str, str]] = set()
     try:
         while not stop.is_set():
             batch = await subscription.fetch(FETCH, max_wait=0.2)
@@ -170,10 +200,23 @@ async def run(
                 await subscription.commit(batch)
             if time.monotonic() >= lag_due:
                 lag_due = time.monotonic() + LAG_EVERY
-                for (topic, partition), behind in (await subscription.lag()).items():
-                    metrics.consumer_lag.labels(consumer.name, topic, str(partition)).set(behind)
+                reported = _report_lag(consumer, await subscription.lag(), reported)
     finally:
-        await subscription.close()
+        with contextlib.suppress(Exception):  # a dead connection: its leases run out
+            await subscription.close()
+
+
+def _report_lag(
+    consumer: Consumer, lag: dict[tuple[str, int], int], reported: set[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Sets the lag of the partitions this member holds, and drops the series of those it
+    no longer holds: another member reports them now."""
+    held = {(topic, str(partition)) for topic, partition in lag}
+    for topic, label in reported - held:
+        metrics.consumer_lag.remove(consumer.name, topic, label)
+    for (topic, number), behind in lag.items():
+        metrics.consumer_lag.labels(consumer.name, topic, str(number)).set(behind)
+    return held
 
 
 @dataclass

@@ -70,7 +70,11 @@ class PostgresLogProducer:
                         (topics, PARTITIONS),
                     )
                 async with conn.transaction():
-                    await conn.execute(_APPEND, _append_args(records, self.log.clock))
+                    cur = await conn.execute(_APPEND, _append_args(records, self.log.clock))
+                    if cur.rowcount != len(records):  # a partition row missing: none lost
+                        raise RuntimeError(
+                            f"the event log appended {cur.rowcount} of {len(records)} records"
+                        )
         except psycopg.OperationalError as exc:
             raise TransportUnavailable(f"the event log did not take the records: {exc}") from exc
         self.known_topics.update(topics)

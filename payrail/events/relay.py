@@ -127,27 +127,33 @@ async def run(relay: Relay, stop: asyncio.Event) -> None:
     backoff = 0.0
     try:
         while not stop.is_set():
-            if time.monotonic() >= hold_due:
-                slices = await hold_slices(relay)
-                hold_due = time.monotonic() + relay.lease.total_seconds() / 3
-            if time.monotonic() >= stats_due:
-                await record_backlog(relay)
-                stats_due = time.monotonic() + STATS_EVERY
             try:
+                if time.monotonic() >= hold_due:
+                    slices = await hold_slices(relay)
+                    hold_due = time.monotonic() + relay.lease.total_seconds() / 3
+                if time.monotonic() >= stats_due:
+                    await record_backlog(relay)
+                    stats_due = time.monotonic() + STATS_EVERY
                 published = await publish_once(relay, producer, slices) if slices else 0
                 backoff = 0.0
-            except TransportUnavailable as exc:
-                metrics.relay_failures.labels(relay.transport.name).inc()
+            except Exception as exc:
+                # The broker, or the database itself (a failover, a restart): the rows
+                # wait in the outbox, and the relay must outlive the outage to send them.
+                if isinstance(exc, TransportUnavailable):
+                    metrics.relay_failures.labels(relay.transport.name).inc()
+                    log.warning("relay: transport unavailable", error=str(exc))
+                else:
+                    log.exception("relay: round failed")
                 backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF)
-                log.warning("relay: transport unavailable", error=str(exc), retry_in=backoff)
                 await _pause(stop, backoff)
                 continue
             if published < relay.batch:
                 await _pause(stop, IDLE if slices else relay.lease.total_seconds() / 3)
     finally:
         await producer.close()
-        async with relay.pool.connection() as conn:
-            await leases.release(conn, "relay", relay.owner)
+        with contextlib.suppress(Exception):  # a dead database: the lease runs out instead
+            async with relay.pool.connection() as conn:
+                await leases.release(conn, "relay", relay.owner)
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -195,3 +195,39 @@ def test_retry_delays_grow_and_stay_within_the_cap():
         delays = [consumers.retry_delay(consumer, attempt, rng) for _ in range(200)]
         assert all(0 <= d <= cap for d in delays)
         assert max(delays) > cap * 0.8
+
+
+async def test_a_consumer_outlives_its_database_connections_dropping(
+    database_url: str, pool: AsyncConnectionPool, clock: ManualClock, effects
+):
+    from payrail.db.pool import open_pool
+
+    own = await open_pool(database_url, min_size=2, max_size=4)
+    log = PostgresLog(own, clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        consumers.run(own, log, Consumer("effects", record_effect), clock, stop)
+    )
+    try:
+        await (await PostgresLog(pool, clock).producer()).publish([event(1)])
+        for _ in range(100):
+            if await effect_counts(pool) == {"evt_1": 1}:
+                break
+            await asyncio.sleep(0.05)
+        async with own.connection() as conn:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        await pool.check()  # the test's own connections went too
+        await (await PostgresLog(pool, clock).producer()).publish([event(2)])
+        for _ in range(200):
+            if await effect_counts(pool) == {"evt_1": 1, "evt_2": 1}:
+                break
+            await asyncio.sleep(0.05)
+        assert await effect_counts(pool) == {"evt_1": 1, "evt_2": 1}
+        assert not task.done()
+    finally:
+        stop.set()
+        await task
+        await own.close()

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import orjson
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from payrail.clock import ManualClock
@@ -181,3 +182,39 @@ async def test_a_replica_that_dies_hands_its_slices_over_when_its_lease_ends(
     assert slices == list(range(relay.SLICES))
     producer = await log.producer()
     assert await relay.publish_once(heir, producer, slices) == 24
+
+
+async def test_the_relay_outlives_its_database_connections_dropping(
+    database_url: str, clock: ManualClock
+):
+    """A failover or a restart drops every connection: the relay must carry on after
+    it, or the outbox grows unseen (its backlog metrics are set by the relay too)."""
+    from payrail.db.pool import open_pool
+
+    pool = await open_pool(database_url, min_size=2, max_size=4)
+    log = PostgresLog(pool, clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(relay.new_relay(pool, log, clock, lease=FAST), stop))
+    try:
+        await write_events(pool, clock, aggregates=3, per_aggregate=2)
+        async with pool.connection() as conn:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            await emit(conn, SCOPE, clock.now(), [OutboxEvent("thing.updated", "thing", "t", {})])
+        for _ in range(100):
+            async with await psycopg.AsyncConnection.connect(database_url) as conn:
+                row = await (
+                    await conn.execute("SELECT count(*) FROM events WHERE published_at IS NULL")
+                ).fetchone()
+            if row == (0,):
+                break
+            await asyncio.sleep(0.1)
+        assert row == (0,)
+        assert not task.done()
+    finally:
+        stop.set()
+        await task
+        await pool.close()

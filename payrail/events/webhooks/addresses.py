@@ -60,6 +60,8 @@ def refusal(address: IPAddress) -> str | None:
         ("multicast", address.is_multicast),
         ("private", address.is_private or address in _SHARED),
         ("reserved", address.is_reserved),
+        # fec0::/10: deprecated, but still routed inside some networks.
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
     )
     for reason, applies in checks:
         if applies:

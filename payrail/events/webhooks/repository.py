@@ -115,12 +115,17 @@ async def cancel_pending(conn: Conn, endpoint_id: str, at: datetime) -> int:
 async def insert_deliveries(conn: Conn, event_id: str) -> int:
     """A pending delivery of the event to each of its merchant's enabled endpoints that
     subscribe to its type, due at once. Endpoints made after the event do not get it:
-    a consumer running behind must not send them history. Twice is a no-op."""
+    a consumer running behind must not send them history. Twice is a no-op.
+
+    The endpoints are share-locked until the deliveries commit: a disable or delete
+    (which cancels pending deliveries) waits for them, or they for it and then see the
+    endpoint gone, so no pending delivery outlives its endpoint's secret."""
     cur = await conn.execute(
         "SELECT w.id FROM events e JOIN webhook_endpoints w"
         " ON w.merchant_id = e.merchant_id AND w.livemode = e.livemode"
         " WHERE e.id = %s AND w.status = 'enabled' AND w.deleted_at IS NULL"
-        " AND w.created_at <= e.created_at AND w.enabled_events && ARRAY['*', e.type]",
+        " AND w.created_at <= e.created_at AND w.enabled_events && ARRAY['*', e.type]"
+        " ORDER BY w.id FOR SHARE OF w",
         (event_id,),
     )
     endpoint_ids = [row[0] for row in await cur.fetchall()]
@@ -200,11 +205,21 @@ WITH due AS (
      ORDER BY next_attempt_at
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
+),
+-- A delivery whose endpoint is no longer enabled must not be sent, and must not come
+-- back in every claim: it is canceled here, as disabling the endpoint would have done.
+orphaned AS (
+    UPDATE webhook_deliveries d
+       SET status = 'canceled', next_attempt_at = NULL, lease = NULL, updated_at = %(now)s
+      FROM due, webhook_endpoints w
+     WHERE d.id = due.id AND w.id = d.endpoint_id
+       AND (w.status <> 'enabled' OR w.deleted_at IS NOT NULL)
 )
 UPDATE webhook_deliveries d
    SET lease = %(lease)s, next_attempt_at = %(until)s
   FROM due, webhook_endpoints w
  WHERE d.id = due.id AND w.id = d.endpoint_id
+   AND w.status = 'enabled' AND w.deleted_at IS NULL
 RETURNING d.id, d.merchant_id, d.livemode, d.endpoint_id, d.event_id, d.attempt_count,
           d.window_started_at, w.url, w.signature_format, w.secret_key_id, w.secret_sealed
 """

@@ -101,7 +101,10 @@ def _checked_url(url: str, allow_private: bool) -> str:
         check_url(url, allow_private=allow_private)
     except ValueError as exc:
         raise InvalidRequest(f"Invalid url: {exc}", param="url", code="url_invalid") from None
-    return url
+    # Stored with its scheme in lower case (HTTPS:// is https://), as the table's CHECK
+    # and the delivery worker expect.
+    scheme, colon, rest = url.partition(":")
+    return scheme.lower() + colon + rest
 
 
 async def create_endpoint(
@@ -297,8 +300,9 @@ def retry_after(value: str | None, now: datetime) -> timedelta | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=min(int(value), int(MAX_DELAY.total_seconds())))
+    # ASCII digits only ("²".isdigit() is true), and few of them: beyond MAX_DELAY anyway.
+    if value.isascii() and value.isdigit():
+        return MAX_DELAY if len(value) > 9 else min(timedelta(seconds=int(value)), MAX_DELAY)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -45,6 +45,7 @@ REFUSED = [
     "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
     "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
     "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+    "fec0::1",  # site-local (deprecated, still routed in places)
 ]
 ALLOWED = ["93.184.215.14", "8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"]
 

@@ -284,3 +284,10 @@ def test_the_stripe_sdk_manages_endpoints(sdk: stripe.StripeClient) -> None:
     with pytest.raises(stripe.InvalidRequestError) as raised:
         sdk.v1.webhook_endpoints.create({"url": URL, "enabled_events": ["nope.nope"]})
     assert raised.value.param == "enabled_events[0]"
+
+
+async def test_an_upper_case_scheme_is_stored_in_lower_case(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    endpoint = await create_endpoint(client, auth, "HTTPS://hooks.example.com/Path?Token=X")
+    assert endpoint["url"] == "https://hooks.example.com/Path?Token=X"

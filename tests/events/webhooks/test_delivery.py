@@ -555,3 +555,33 @@ def test_digest_matches_stripe_sdk_computation() -> None:
     expected = stripe.WebhookSignature._compute_signature("1700000000." + body.decode(), secret)
     assert header == f"t=1700000000,v1={expected}"
     assert expected == hmac.new(secret.encode(), b"1700000000." + body, hashlib.sha256).hexdigest()
+
+
+async def test_a_pending_delivery_of_a_deleted_endpoint_is_canceled_not_sent(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    services: Services,
+    merchant: NewMerchant,
+    receiver: Receiver,
+    http: httpx.AsyncClient,
+) -> None:
+    """What a fan-out racing a delete could once leave: a pending delivery whose endpoint
+    is gone with its secret. It must neither be sent nor stop everyone else's."""
+    gone, _ = await hooked(client, auth, services, merchant, f"{receiver.url}/ok?t=deleted")
+    live = await create_endpoint(client, auth, f"{receiver.url}/ok?t=live")
+    await customer(client, auth, "second@x.io")
+    await fan_out_events(services.pool, services.clock, merchant.id)
+    async with services.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE webhook_endpoints SET deleted_at = %s,"
+            " secret_key_id = NULL, secret_sealed = NULL WHERE id = %s",
+            (services.clock.now(), gone["id"]),
+        )
+    done = await work(services, http)
+    assert done.succeeded >= 1
+    assert receiver.got("/ok?t=deleted") == []
+    assert receiver.got("/ok?t=live")
+    assert {row["status"] for row in await deliveries(services.pool, endpoint_id=gone["id"])} == {
+        "canceled"
+    }
+    assert (await work(services, http)).claimed == 0

@@ -39,7 +39,7 @@ ALTER TABLE events ADD COLUMN relay_slice smallint NOT NULL
 CREATE FUNCTION event_envelope(e events) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     SELECT jsonb_build_object(
         'id', e.id, 'object', 'event', 'type', e.type, 'version', e.version,
-        'created', extract(epoch FROM e.created_at)::bigint, 'livemode', e.livemode,
+        'created', floor(extract(epoch FROM e.created_at))::bigint, 'livemode', e.livemode,
         'merchant', e.merchant_id, 'data', jsonb_build_object('object', e.payload))
 $$;
 
