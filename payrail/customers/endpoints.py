@@ -26,7 +26,6 @@ router = APIRouter(tags=["customers"])
 Ctx = Depends(require_key)
 
 
-
 @router.post("/v1/customers", openapi_extra=request_body(CustomerCreate))
 async def create_customer(request: Request, ctx: RequestContext = Ctx) -> Response:
     async def work(conn: Conn, scope: Scope, params: CustomerCreate) -> dict[str, Any]:

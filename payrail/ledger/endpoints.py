@@ -27,7 +27,6 @@ router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 Ctx = Depends(require_key)
 
 
-
 class TransactionListParams(ListParams):
     status: Literal["pending", "posted", "voided"] | None = None
     account: str | None = None

@@ -20,7 +20,6 @@ router = APIRouter(prefix="/v1/payment_methods", tags=["payment_methods"])
 Ctx = Depends(require_key)
 
 
-
 class PaymentMethodListParams(ListParams):
     customer: str | None = None
     type: Literal["card"] | None = None

@@ -23,7 +23,6 @@ router = APIRouter(prefix="/v1")
 Ctx = Depends(require_key)
 
 
-
 @router.post(
     "/connector_accounts",
     tags=["connector_accounts"],

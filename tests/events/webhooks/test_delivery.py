@@ -568,7 +568,7 @@ async def test_a_pending_delivery_of_a_deleted_endpoint_is_canceled_not_sent(
     """What a fan-out racing a delete could once leave: a pending delivery whose endpoint
     is gone with its secret. It must neither be sent nor stop everyone else's."""
     gone, _ = await hooked(client, auth, services, merchant, f"{receiver.url}/ok?t=deleted")
-    live = await create_endpoint(client, auth, f"{receiver.url}/ok?t=live")
+    await create_endpoint(client, auth, f"{receiver.url}/ok?t=live")
     await customer(client, auth, "second@x.io")
     await fan_out_events(services.pool, services.clock, merchant.id)
     async with services.pool.connection() as conn:
