@@ -3,15 +3,22 @@
 It talks to the API over HTTP like any client. If nothing answers at the URL, it starts
 the platform in this process (embedded PostgreSQL) for the length of the demo. Payments
 go to the sandbox PSP that `payrail up` runs, or to one started here when none answers.
+A webhook receiver of its own, on a loopback port, takes the payment and refund events
+as a merchant's server would, and checks their signatures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -25,6 +32,8 @@ from payrail.connectors.sandbox import SandboxConfig
 from payrail.connectors.sandbox.config import DEFAULT_SECRET
 from payrail.connectors.sandbox.server import run_sandbox
 from payrail.db.migrate import upgrade
+from payrail.events.webhooks.schemas import EVENT_TYPES
+from payrail.events.webhooks.signing import verify_stripe_signature
 from payrail.money import Money
 from payrail.runtime import database, serve_in_thread
 from payrail.tenants.service import create_merchant
@@ -37,6 +46,14 @@ HANG_SECONDS = 12
 # The first check of an attempt in doubt comes 15 s after payrail stopped waiting for it
 # (payrail.payments.in_doubt.SCHEDULE); the rest is room for a busy machine.
 SETTLE_TIMEOUT = 60.0
+# The webhooks of the last payment follow it within about 2 s (the relay polls every
+# 20 ms, the delivery worker every second); the rest is room for a busy machine.
+WEBHOOK_TIMEOUT = 15.0
+# The events the demo's receiver asks for: those of payments and refunds.
+WEBHOOK_EVENTS = sorted(t for t in EVENT_TYPES if t.startswith(("payment_intent.", "refund.")))
+ALLOW_PRIVATE = "PAYRAIL_WEBHOOKS_ALLOW_PRIVATE"
+ENABLE_PRIVATE = f"{ALLOW_PRIVATE}=1 uv run payrail up"
+PUBLISHED = re.compile(r"^payrail_relay_published_events_total(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
 
 
 @dataclass
@@ -54,10 +71,25 @@ class Payment:
 
 
 @dataclass
+class Webhook:
+    """One event as the demo's receiver got it."""
+
+    event_type: str
+    event_id: str
+    verified: bool  # every copy received carried a valid signature
+    attempts: int  # payrail's count for the delivery (GET /v1/webhook_deliveries)
+
+
+@dataclass
 class Outcome:
     steps: list[Step]
     balances: list[dict[str, Any]]
     payments: list[Payment]
+    events: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    published: float | None = None  # the relay's counter at the end; None: not exposed
+    webhooks: list[Webhook] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user should know or do
+    rejected: list[str] = field(default_factory=list)  # signatures that did not verify
 
 
 def _reachable(url: str, path: str = "/openapi.json") -> bool:
@@ -308,6 +340,217 @@ def _settle(api: httpx.Client, intent_id: str) -> dict[str, Any]:
         time.sleep(0.5)
 
 
+@dataclass(frozen=True)
+class Received:
+    signature: str | None  # the Stripe-Signature header
+    body: bytes
+    at: int  # unix seconds when it arrived
+
+
+class Receiver:
+    """A merchant's webhook endpoint, as small as can be: it keeps what it is sent and
+    answers 200. The demo checks the signatures afterwards, from the raw bodies."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._received: list[Received] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                got = Received(self.headers.get("Stripe-Signature"), body, int(time.time()))
+                with receiver._lock:
+                    receiver._received.append(got)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # not on the demo's output
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_port}/hooks/payrail"
+
+    def received(self) -> list[Received]:
+        with self._lock:
+            return list(self._received)
+
+    @contextmanager
+    def running(self) -> Iterator[Receiver]:
+        thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+@contextmanager
+def _private_webhooks_allowed() -> Iterator[None]:
+    """Webhooks to loopback addresses allowed, for the API run in this process: its
+    endpoint validation reads the variable (Settings.from_env) on every save, and the
+    demo's receiver is on 127.0.0.1. Set in this process's environment only, for the
+    length of the block, and restored after, so that nothing started later inherits it."""
+    before = os.environ.get(ALLOW_PRIVATE)
+    os.environ[ALLOW_PRIVATE] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ALLOW_PRIVATE, None)
+        else:
+            os.environ[ALLOW_PRIVATE] = before
+
+
+def _all(api: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:
+    """Every object of a list endpoint, newest first, page by page."""
+    objects: list[dict[str, Any]] = []
+    while True:
+        page = _ok(api.get(path, params={"limit": 100, **params}))
+        objects += page["data"]
+        if not page["has_more"]:
+            return objects
+        params["starting_after"] = objects[-1]["id"]
+
+
+def _published(api: httpx.Client) -> float | None:
+    """`payrail_relay_published_events_total` as the API's /metrics shows it, summed
+    over transports; None if it is not there (the relay runs in another process)."""
+    try:
+        reply = api.get("/metrics")
+    except httpx.HTTPError:
+        return None
+    found = PUBLISHED.findall(reply.text) if reply.status_code == 200 else []
+    return sum(float(value) for value in found) if found else None
+
+
+def _register(
+    api: httpx.Client, receiver: Receiver, url: str
+) -> tuple[dict[str, Any] | None, Step, str | None]:
+    """The demo's endpoint, secret included (shown this once). If the API will not have
+    it, None, and what to tell the user: the demo goes on without webhooks."""
+    what = "register a webhook endpoint on this machine, for payment and refund events"
+    reply = api.post(
+        "/v1/webhook_endpoints",
+        data={
+            "url": receiver.url,
+            "description": "payrail demo receiver",
+            **{f"enabled_events[{i}]": kind for i, kind in enumerate(WEBHOOK_EVENTS)},
+        },
+    )
+    if reply.status_code != 200:
+        try:
+            error = reply.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            error = {"message": reply.text[:200]}
+        if error.get("param") == "url":  # a loopback URL, and private addresses not allowed
+            return (
+                None,
+                Step(what, f"refused: {error.get('message')}"),
+                f"the API at {url} refuses webhooks to this machine; to see them delivered"
+                f" and verified here, run: {ENABLE_PRIVATE}",
+            )
+        failed = f"HTTP {reply.status_code}: {error.get('message')}"
+        return None, Step(what, failed), f"skipped: the API did not create the endpoint ({failed})"
+    endpoint: dict[str, Any] = reply.json()
+    return (
+        endpoint,
+        Step(
+            what,
+            f"{endpoint['id']} to {receiver.url}; its secret {endpoint['secret'][:10]}..."
+            " is shown this once, and kept to verify the deliveries",
+        ),
+        None,
+    )
+
+
+def _await_webhooks(
+    api: httpx.Client, receiver: Receiver, endpoint: dict[str, Any], events: list[dict[str, Any]]
+) -> tuple[list[Webhook], Step, list[str], list[str]]:
+    """Wait (up to WEBHOOK_TIMEOUT) for the endpoint's events to arrive and payrail to
+    record their attempts; then check every signature against the secret and raw body."""
+    wanted = {e["id"] for e in events if e["type"] in WEBHOOK_EVENTS}
+    deadline = time.monotonic() + WEBHOOK_TIMEOUT
+    while True:
+        received = receiver.received()
+        arrived = {_event_of(r)[0] for r in received}
+        deliveries = {
+            d["event"]: d
+            for d in _all(api, "/v1/webhook_deliveries", webhook_endpoint=endpoint["id"])
+        }
+        recorded = {e for e, d in deliveries.items() if d["last_attempt"] is not None}
+        if wanted <= arrived and wanted <= recorded:
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+
+    notes: list[str] = []
+    missing = wanted - arrived
+    if missing:
+        notes.append(
+            f"waited {WEBHOOK_TIMEOUT:.0f} s: {len(wanted) - len(missing)} of {len(wanted)}"
+            f" webhooks arrived. {_why_missing(api, deliveries, missing)}"
+        )
+    rejected: list[str] = []
+    webhooks: dict[str, Webhook] = {}
+    for copy in received:
+        event_id, event_type = _event_of(copy)
+        try:
+            verify_stripe_signature(
+                endpoint["secret"], copy.signature or "", copy.body, now=copy.at
+            )
+            verified = True
+        except ValueError as exc:
+            verified = False
+            rejected.append(f"{event_type} {event_id}: {exc}")
+        seen = webhooks.get(event_id)
+        attempts = deliveries[event_id]["attempt_count"] if event_id in deliveries else 0
+        webhooks[event_id] = Webhook(
+            event_type, event_id, verified and (seen is None or seen.verified), attempts
+        )
+    good = sum(w.verified for w in webhooks.values())
+    outcome = f"{len(webhooks)} received, {good} with a valid Stripe-Signature"
+    if rejected:
+        outcome += f"; REJECTED: {len(rejected)} did not verify"
+    if missing:
+        outcome += f"; {len(missing)} never arrived"
+    step = Step("receive the payment and refund webhooks, check each signature", outcome)
+    newest_first = {e["id"]: i for i, e in enumerate(events)}
+    listed = sorted(webhooks.values(), key=lambda w: newest_first.get(w.event_id, len(events)))
+    return listed, step, notes, rejected
+
+
+def _event_of(copy: Received) -> tuple[str, str]:
+    """The id and type of the event a delivery carries (read only to label it)."""
+    try:
+        event = json.loads(copy.body)
+        return str(event["id"]), str(event["type"])
+    except (ValueError, KeyError, TypeError):
+        return "?", "?"
+
+
+def _why_missing(api: httpx.Client, deliveries: dict[str, Any], missing: set[str]) -> str:
+    """What payrail says of the last attempt of a webhook that did not arrive."""
+    for event_id in missing:
+        delivery = deliveries.get(event_id)
+        if delivery is None:
+            continue
+        attempts = _ok(api.get(f"/v1/webhook_deliveries/{delivery['id']}/attempts"))["data"]
+        if attempts:
+            error = attempts[0]["error"] or f"HTTP {attempts[0]['status_code']}"
+            hint = (
+                f" The delivery workers need {ALLOW_PRIVATE}=1 too." if "refused" in error else ""
+            )
+            return f"payrail's last attempt: {error}.{hint}"
+    return "payrail has not attempted them yet (is a webhooks worker running?)."
+
+
 def run(settings: Settings, url: str) -> None:
     console = Console()
     with database(settings) as database_url, _sandbox(settings) as psp_url:
@@ -321,12 +564,24 @@ def run(settings: Settings, url: str) -> None:
         else:
             console.print(f"nothing answers at {url}; running the API in this process")
             vault = Vault(Keyring.from_env(settings.data_dir))
-            # With the workers, as under `payrail up`: the janitor settles the payment in doubt.
+            # With the workers, as under `payrail up`: the janitor settles the payment in
+            # doubt, the relay publishes the events, the webhooks workers deliver them.
+            # Webhooks to the demo's loopback receiver are allowed for this API only.
             with (
-                serve_in_thread(database_url, SystemClock(), vault, workers=True) as local,
+                _private_webhooks_allowed(),
+                serve_in_thread(
+                    database_url, SystemClock(), vault, workers=True, webhooks_allow_private=True
+                ) as local,
                 waiting,
             ):
                 outcome = _run_against(local, key, psp_url)
+    _print(console, outcome, url)
+    if outcome.rejected:
+        console.print("[red]webhook signatures that did not verify; the demo fails[/red]")
+        raise SystemExit(1)
+
+
+def _print(console: Console, outcome: Outcome, url: str) -> None:
     table = Table("step", "outcome", title="payrail demo: a merchant, a ledger, payments")
     for step in outcome.steps:
         table.add_row(step.what, step.outcome)
@@ -350,6 +605,45 @@ def run(settings: Settings, url: str) -> None:
             str(payment.charges),
         )
     console.print(paid)
+    events = Table(title=f"events the scenario wrote ({len(outcome.events)}, newest first)")
+    events.add_column("type (GET /v1/events)", overflow="fold")
+    events.add_column("object", no_wrap=True)
+    events.add_column("created", no_wrap=True)
+    for event in outcome.events:
+        created = time.strftime("%H:%M:%S", time.localtime(event["created"]))
+        events.add_row(event["type"], event["data"]["object"].get("id", ""), created)
+    console.print(events)
+    if outcome.published is None:
+        console.print(
+            "published by the relay: not shown at /metrics here (the relay runs in another"
+            " process: see that process's payrail_relay_published_events_total)"
+        )
+    else:
+        console.print(
+            f"published by the relay: {outcome.published:.0f} events since the API process"
+            f" started, all merchants (payrail_relay_published_events_total at {url}/metrics)"
+        )
+    if outcome.webhooks:
+        # Without edge padding a 24-character type and a whole event id fit in 80 columns.
+        hooks = Table(
+            title="webhooks received (Stripe-Signature checked with the secret)", pad_edge=False
+        )
+        hooks.add_column("event type", overflow="fold")
+        hooks.add_column("event id", no_wrap=True)
+        hooks.add_column("verified", no_wrap=True)
+        hooks.add_column("attempts", no_wrap=True)
+        for hook in outcome.webhooks:
+            hooks.add_row(
+                hook.event_type,
+                hook.event_id,
+                "yes" if hook.verified else "[red]NO[/red]",
+                str(hook.attempts),
+            )
+        console.print(hooks)
+    for note in outcome.notes:
+        console.print(f"[yellow]webhooks:[/yellow] {note}")
+    for rejected in outcome.rejected:
+        console.print(f"[red]signature rejected:[/red] {rejected}")
 
 
 def _run_against(url: str, key: str, psp_url: str) -> Outcome:
@@ -358,7 +652,24 @@ def _run_against(url: str, key: str, psp_url: str) -> Outcome:
         httpx.Client(
             base_url=psp_url, headers={"Authorization": f"Bearer {DEFAULT_SECRET}"}, timeout=30
         ) as psp,
+        Receiver().running() as receiver,
     ):
         steps, balances = _scenario(api)
-        payment_steps, payments = _payments(api, psp, psp_url)
-        return Outcome(steps + payment_steps, balances, payments)
+        endpoint, registered, note = _register(api, receiver, url)
+        try:
+            payment_steps, payments = _payments(api, psp, psp_url)
+            outcome = Outcome([*steps, registered, *payment_steps], balances, payments)
+            outcome.events = _all(api, "/v1/events")
+            if note is not None:
+                outcome.notes.append(note)
+            if endpoint is not None:
+                outcome.webhooks, received, outcome.notes, outcome.rejected = _await_webhooks(
+                    api, receiver, endpoint, outcome.events
+                )
+                outcome.steps.append(received)
+        finally:
+            if endpoint is not None:
+                # Nothing is left sending to a receiver that is about to stop.
+                api.delete(f"/v1/webhook_endpoints/{endpoint['id']}")
+        outcome.published = _published(api)
+        return outcome

@@ -162,6 +162,30 @@ def test_demo_without_up_runs_the_api_and_a_sandbox_in_process(env: dict[str, st
     assert "running the API in this process" in demo.stdout
     assert_demo_ran(demo.stdout)
     assert not EmbeddedPostgres(Path(env["PAYRAIL_DATA_DIR"])).is_running()
+    # The events the scenario wrote, newest first: from the payment in doubt, settled
+    # last, back to the merchant's creation.
+    written = re.search(r"events the scenario wrote \((\d+), newest first\)", demo.stdout)
+    assert written, demo.stdout
+    section = demo.stdout[written.end() : demo.stdout.index("published by the relay")]
+    events = re.findall(r"│ ([a-z_.]+) +│ ([a-z]+_\w+) +│ \d\d:\d\d:\d\d │", section)
+    assert len(events) == int(written.group(1)) > 20, section
+    assert events[-1][0] == "merchant.created" and events[-1][1].startswith("mer_")
+    types = [kind for kind, _ in events]
+    assert types.index("payment_intent.succeeded") < types.index("refund.created")
+    assert {"ledger.transaction.posted", "webhook_endpoint.created"} <= set(types)
+    # The relay published them all (the in-process relay counts nothing else).
+    published = re.search(r"published by the relay: (\d+) events", demo.stdout)
+    assert published and int(published.group(1)) >= len(events), demo.stdout
+    # Each payment and refund event came to the demo's receiver, with a valid signature.
+    hooks = re.findall(r"│ ?([a-z_.]+) +│ (evt_\w+) +│ (yes|NO) +│ (\d+) +│", demo.stdout)
+    wanted = [kind for kind in types if kind.startswith(("payment_intent.", "refund."))]
+    assert sorted(kind for kind, *_ in hooks) == sorted(wanted), demo.stdout
+    assert {"payment_intent.succeeded", "refund.created"} <= set(wanted)
+    assert len({event_id for _, event_id, *_ in hooks}) == len(hooks)
+    assert all(verified == "yes" and int(attempts) >= 1 for *_, verified, attempts in hooks)
+    received = f"{len(hooks)} received, {len(hooks)} with a valid Stripe-Signature"
+    assert received in demo.stdout, demo.stdout
+    assert not re.search(r"^(webhooks|signature rejected): ", demo.stdout, re.MULTILINE)
 
 
 def test_a_command_without_up_starts_and_stops_the_embedded_database(
@@ -292,6 +316,7 @@ def test_dead_letters_are_listed_and_replayed(env: dict[str, str], database_url:
     assert "0 dead letter(s) waiting" in payrail(env, "events", "dead-letters").stdout
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM event_inbox WHERE consumer = 'webhooks' AND event_id = 'evt_dead1'"
+            "SELECT count(*) FROM event_inbox"
+            " WHERE consumer = 'webhooks' AND event_id = 'evt_dead1'"
         ).fetchone()
     assert row == (1,)

@@ -585,3 +585,27 @@ async def test_a_pending_delivery_of_a_deleted_endpoint_is_canceled_not_sent(
         "canceled"
     }
     assert (await work(services, http)).claimed == 0
+
+
+def test_payrails_own_verifier_agrees_with_the_sdk_and_refuses_forgeries() -> None:
+    """`payrail demo` verifies with verify_stripe_signature; it must accept what the SDK
+    accepts and refuse what the SDK refuses."""
+    from payrail.events.webhooks.signing import stripe_headers, verify_stripe_signature
+
+    body, secret, now = b'{"id": "evt_1", "object": "event"}', "whsec_test", 1_700_000_000
+    header = stripe_headers(secret, now, body)["Stripe-Signature"]
+    verify_stripe_signature(secret, header, body, now=now + 10)
+    stripe.WebhookSignature.verify_header(body.decode(), header, secret, tolerance=None)
+    forgeries = [
+        (secret, header, body + b" "),  # the body changed
+        ("whsec_other", header, body),  # another secret
+        (secret, header.replace("v1=", "v0="), body),  # no v1 signature
+        (secret, header.split(",")[1], body),  # no timestamp
+    ]
+    for key, forged, content in forgeries:
+        with pytest.raises(ValueError):
+            verify_stripe_signature(key, forged, content, now=now + 10)
+        with pytest.raises(stripe.SignatureVerificationError):
+            stripe.WebhookSignature.verify_header(content.decode(), forged, key, tolerance=None)
+    with pytest.raises(ValueError):
+        verify_stripe_signature(secret, header, body, now=now + 301)  # too old
