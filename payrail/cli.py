@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Annotated, Any
 
 import psycopg
@@ -54,18 +55,25 @@ def main() -> None:
 def up(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="API port.")] = None,
+    kafka: Annotated[
+        bool,
+        typer.Option(
+            "--kafka",
+            help="Run the bundled Kafka broker (port PAYRAIL_KAFKA_PORT, 9092) and publish "
+            "the events to it.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the platform in one process: database (embedded unless configured), API."""
+    """Run the platform in one process: database (embedded unless configured), API,
+    workers, sandbox PSP."""
     settings = Settings.from_env()
-    if host is not None or port is not None:
-        settings = Settings(
-            settings.database_url,
-            settings.data_dir,
-            host or settings.host,
-            port or settings.port,
-            settings.sandbox_port,
+    settings = dataclasses.replace(settings, host=host or settings.host, port=port or settings.port)
+    if kafka and settings.kafka_bootstrap_servers:
+        raise typer.BadParameter(
+            "PAYRAIL_KAFKA_BOOTSTRAP_SERVERS names a Kafka already; --kafka starts another",
+            param_hint="--kafka",
         )
-    run_up(settings)
+    run_up(settings, kafka=kafka)
 
 
 @worker_app.command("janitor")

@@ -21,6 +21,7 @@ class Settings:
     sandbox_port: int = 8100  # the sandbox PSP that `payrail up` runs
     webhooks_allow_private: bool = False  # webhooks may go to loopback/private addresses
     kafka_bootstrap_servers: str | None = None  # unset: events go through PostgreSQL
+    kafka_port: int = 9092  # where `payrail up --kafka` runs the bundled broker
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -32,4 +33,5 @@ class Settings:
             sandbox_port=int(os.environ.get("PAYRAIL_SANDBOX_PORT", "8100")),
             webhooks_allow_private=os.environ.get("PAYRAIL_WEBHOOKS_ALLOW_PRIVATE") == "1",
             kafka_bootstrap_servers=os.environ.get("PAYRAIL_KAFKA_BOOTSTRAP_SERVERS") or None,
+            kafka_port=int(os.environ.get("PAYRAIL_KAFKA_PORT", "9092")),
         )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import ExitStack, asynccontextmanager, contextmanager, suppress
 from types import FrameType
 from typing import Any
 
@@ -232,7 +233,28 @@ def worker(settings: Settings, role: str) -> None:
     console.print(f"{role} stopped")
 
 
-def up(settings: Settings) -> None:
+@contextmanager
+def _bundled_kafka(settings: Settings) -> Iterator[Settings]:
+    """`payrail up --kafka`: the bundled Tansu broker on `kafka_port`, and settings that
+    send the events to it. It keeps records in memory: a restart empties it, while the
+    outbox keeps every event (docs/kafka.md)."""
+    from payrail.events.broker import TansuBroker
+
+    broker = TansuBroker(
+        port=settings.kafka_port, host=settings.host, log_path=settings.data_dir / "tansu.log"
+    )
+    servers = broker.start()
+    console.print(
+        f"Kafka (bundled Tansu) on {servers}: topics payrail.<aggregate>s, for example "
+        "payrail.payment_intents; any Kafka client can watch them"
+    )
+    try:
+        yield dataclasses.replace(settings, kafka_bootstrap_servers=servers)
+    finally:
+        broker.stop()
+
+
+def up(settings: Settings, *, kafka: bool = False) -> None:
     # uvicorn re-raises the signal that stopped it; make SIGTERM unwind like Ctrl-C so the
     # embedded PostgreSQL is stopped cleanly either way.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -243,7 +265,11 @@ def up(settings: Settings) -> None:
     )
     console.print(f"database: {where}")
     try:
-        with database(settings) as url, _sandbox(settings) as sandbox_url:
+        with ExitStack() as stack:
+            url = stack.enter_context(database(settings))
+            sandbox_url = stack.enter_context(_sandbox(settings))
+            if kafka:
+                settings = stack.enter_context(_bundled_kafka(settings))
             upgrade(url)
             console.print(f"sandbox PSP on {sandbox_url} (docs/sandbox-psp.md)")
             asyncio.run(_serve(url, settings))

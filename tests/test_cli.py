@@ -62,9 +62,9 @@ def up(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
     EmbeddedPostgres(Path(env["PAYRAIL_DATA_DIR"])).stop()
 
 
-def start_up(env: dict[str, str]) -> subprocess.Popen[str]:
+def start_up(env: dict[str, str], *options: str) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "payrail", "up"],
+        [sys.executable, "-m", "payrail", "up", *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -320,3 +320,34 @@ def test_dead_letters_are_listed_and_replayed(env: dict[str, str], database_url:
             " WHERE consumer = 'webhooks' AND event_id = 'evt_dead1'"
         ).fetchone()
     assert row == (1,)
+
+
+def test_up_with_kafka_publishes_the_events_to_the_bundled_broker(env: dict[str, str]) -> None:
+    env = {**env, "PAYRAIL_KAFKA_PORT": str(_free_port())}
+    process = start_up(env, "--kafka")
+    try:
+        created = payrail(env, "merchants", "create", "Acme")
+        key = re.search(r"sk_test_\S+", created.stdout)
+        assert key, created.stdout
+        base = f"http://127.0.0.1:{env['PAYRAIL_PORT']}"
+        reply = httpx.post(
+            f"{base}/v1/customers", auth=(key.group(0), ""), data={"email": "k@example.com"}
+        )
+        assert reply.status_code == 200, reply.text
+        published = ""
+        for _ in range(100):
+            metrics = httpx.get(f"{base}/metrics").text
+            found = re.search(
+                r'payrail_relay_published_events_total\{transport="kafka"\} (\S+)', metrics
+            )
+            published = found.group(1) if found else ""
+            if published and float(published) >= 3:  # two merchant.created, customer.created
+                break
+            time.sleep(0.1)
+        assert published and float(published) >= 3, metrics
+        assert "payrail_outbox_unpublished_events 0.0" in httpx.get(f"{base}/metrics").text
+    finally:
+        output = stop(process, signal.SIGTERM)
+        EmbeddedPostgres(Path(env["PAYRAIL_DATA_DIR"])).stop()
+    assert f"Kafka (bundled Tansu) on 127.0.0.1:{env['PAYRAIL_KAFKA_PORT']}" in output
+    assert f"events: Kafka at 127.0.0.1:{env['PAYRAIL_KAFKA_PORT']}" in output

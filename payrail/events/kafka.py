@@ -333,8 +333,14 @@ class KafkaSubscription:
             error = message.error()
             if error is not None:
                 # Broker trouble (down, restarting, topic gone) arrives here; librdkafka
-                # reconnects and fetches again on its own.
-                log.warning("kafka consumer %s: %s", self._group, error)
+                # reconnects and fetches again on its own. A pattern that matches no
+                # topic yet (a fresh broker) is not trouble.
+                level = (
+                    logging.DEBUG
+                    if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+                    else logging.WARNING
+                )
+                log.log(level, "kafka consumer %s: %s", self._group, error)
                 continue
             delivered.append(_delivered(message))
         return delivered
