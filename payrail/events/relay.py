@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -69,40 +70,56 @@ async def hold_slices(relay: Relay) -> list[int]:
     return sorted(int(slot) for slot in slots)
 
 
-async def publish_once(relay: Relay, producer: Producer, slices: list[int]) -> int:
-    """Publishes up to `batch` of the oldest unpublished events of these slices and marks
-    them published; the number published. Raises TransportUnavailable, marking nothing."""
+async def read_batch(
+    relay: Relay, slices: list[int], in_flight: Sequence[int] = ()
+) -> list[tuple[int, Record]]:
+    """The oldest unpublished events of these slices, as (seq, record), leaving out those
+    `in_flight` (published, their mark not yet committed). Always read from the oldest
+    unpublished row, never from a cursor: a row committed late with a lower seq must
+    go out before any later event of its aggregate."""
     async with relay.pool.connection() as conn:
         rows = await (
             await conn.execute(
                 "SELECT e.seq, e.id, e.aggregate_type, e.aggregate_id, e.type, e.version,"
-                "       event_envelope(e)::text"
+                "       event_envelope(e)"
                 "  FROM events e"
                 " WHERE e.published_at IS NULL AND e.relay_slice = ANY(%s)"
+                "   AND e.seq <> ALL(%s)"
                 " ORDER BY e.seq LIMIT %s",
-                (slices, relay.batch),
+                (slices, list(in_flight), relay.batch),
             )
         ).fetchall()
-    if not rows:
-        return 0
-    await producer.publish(
-        [
+    return [
+        (
+            seq,
             Record(
                 topic_for(aggregate_type),
                 aggregate_id,
                 envelope.encode(),
                 {"event_id": event_id, "event_type": kind, "event_version": str(version)},
-            )
-            for _, event_id, aggregate_type, aggregate_id, kind, version, envelope in rows
-        ]
-    )
+            ),
+        )
+        for seq, event_id, aggregate_type, aggregate_id, kind, version, envelope in rows
+    ]
+
+
+async def mark_published(relay: Relay, seqs: Sequence[int]) -> None:
     async with relay.pool.connection() as conn:
         await conn.execute(
             "UPDATE events SET published_at = %s WHERE published_at IS NULL AND seq = ANY(%s)",
-            (relay.clock.now(), [row[0] for row in rows]),
+            (relay.clock.now(), list(seqs)),
         )
-    metrics.relay_published.labels(relay.transport.name).inc(len(rows))
-    return len(rows)
+    metrics.relay_published.labels(relay.transport.name).inc(len(seqs))
+
+
+async def publish_once(relay: Relay, producer: Producer, slices: list[int]) -> int:
+    """Publishes up to `batch` of the oldest unpublished events of these slices and marks
+    them published; the number published. Raises TransportUnavailable, marking nothing."""
+    batch = await read_batch(relay, slices)
+    if batch:
+        await producer.publish([record for _, record in batch])
+        await mark_published(relay, [seq for seq, _ in batch])
+    return len(batch)
 
 
 async def record_backlog(relay: Relay) -> None:
@@ -120,11 +137,18 @@ async def record_backlog(relay: Relay) -> None:
 
 
 async def run(relay: Relay, stop: asyncio.Event) -> None:
-    """One relay replica, until `stop` is set; then its slices go back at once."""
+    """One relay replica, until `stop` is set; then its slices go back at once.
+
+    A batch's mark commits while the next batch is read and published: the database's
+    work and the broker's overlap. Batches are still published one after another, each
+    only once the one before it was taken, so order holds; a mark that fails leaves its
+    rows to be published again, after later ones, which only makes duplicates."""
     producer = await relay.transport.producer()
     slices: list[int] = []
     hold_due = stats_due = 0.0
     backoff = 0.0
+    marking: asyncio.Task[None] | None = None
+    in_flight: list[int] = []
     try:
         while not stop.is_set():
             try:
@@ -134,7 +158,15 @@ async def run(relay: Relay, stop: asyncio.Event) -> None:
                 if time.monotonic() >= stats_due:
                     await record_backlog(relay)
                     stats_due = time.monotonic() + STATS_EVERY
-                published = await publish_once(relay, producer, slices) if slices else 0
+                batch = await read_batch(relay, slices, in_flight) if slices else []
+                if batch:
+                    await producer.publish([record for _, record in batch])
+                if marking is not None:
+                    await marking
+                    marking, in_flight = None, []
+                if batch:
+                    in_flight = [seq for seq, _ in batch]
+                    marking = asyncio.create_task(mark_published(relay, in_flight))
                 backoff = 0.0
             except Exception as exc:
                 # The broker, or the database itself (a failover, a restart): the rows
@@ -144,16 +176,27 @@ async def run(relay: Relay, stop: asyncio.Event) -> None:
                     log.warning("relay: transport unavailable", error=str(exc))
                 else:
                     log.exception("relay: round failed")
+                await _settle(marking)
+                marking, in_flight = None, []
                 backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF)
                 await _pause(stop, backoff)
                 continue
-            if published < relay.batch:
+            if len(batch) < relay.batch:
                 await _pause(stop, IDLE if slices else relay.lease.total_seconds() / 3)
     finally:
+        await _settle(marking)
         await producer.close()
         with contextlib.suppress(Exception):  # a dead database: the lease runs out instead
             async with relay.pool.connection() as conn:
                 await leases.release(conn, "relay", relay.owner)
+
+
+async def _settle(marking: asyncio.Task[None] | None) -> None:
+    """Waits for a mark in progress, whatever its outcome: a failed one leaves its rows
+    unpublished, to go out again."""
+    if marking is not None:
+        with contextlib.suppress(Exception):
+            await marking
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

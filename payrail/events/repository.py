@@ -17,7 +17,7 @@ async def envelopes(
     """The events of `ids`, in that order, as `event_envelope` shapes them."""
     rows = await (
         await conn.execute(
-            "SELECT e.id, event_envelope(e) FROM events e"
+            "SELECT e.id, event_envelope(e)::json FROM events e"
             " WHERE e.id = ANY(%s) AND e.merchant_id = %s AND e.livemode = %s",
             (list(ids), scope.merchant_id, scope.livemode),
         )

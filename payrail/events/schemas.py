@@ -1,4 +1,4 @@
-"""The event as consumers see it: the envelope of `event_envelope` (migration 0009).
+"""The event as consumers see it: the envelope of `event_envelope` (migration 0012).
 
 Compatibility rule (docs/events.md): within one `version` of an event type, fields are
 only ever added, to the envelope or to `data.object`; nothing is removed, renamed or

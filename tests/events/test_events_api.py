@@ -89,3 +89,27 @@ async def test_an_unknown_event_is_404(client: httpx.AsyncClient, auth: dict[str
     reply = await client.get("/v1/events/evt_nope", headers=auth)
     assert reply.status_code == 404
     assert reply.json()["error"]["code"] == "resource_missing"
+
+
+async def test_the_envelope_text_is_the_structured_event(
+    client: httpx.AsyncClient, auth: dict[str, str], pool
+):
+    """event_envelope writes JSON out as text, for speed; it must be exactly the object
+    it stands for, whatever the payload holds."""
+    reply = await client.post(
+        "/v1/customers",
+        json={"email": "q@example.com", "metadata": {"note": 'say "hi" \\ ünïcødé 🚀'}},
+        headers=auth,
+    )
+    assert reply.status_code == 200, reply.text
+    async with pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT event_envelope(e)::jsonb = jsonb_build_object("
+                " 'id', e.id, 'object', 'event', 'type', e.type, 'version', e.version,"
+                " 'created', floor(extract(epoch FROM e.created_at))::bigint,"
+                " 'livemode', e.livemode, 'merchant', e.merchant_id,"
+                " 'data', jsonb_build_object('object', e.payload)) FROM events e"
+            )
+        ).fetchall()
+    assert rows and all(same for (same,) in rows)

@@ -316,7 +316,7 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     # Every event written above keeps the compatibility rule against the shapes recorded.
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT event_envelope(e) FROM events e WHERE merchant_id = %s", (merchant.id,)
+            "SELECT event_envelope(e)::json FROM events e WHERE merchant_id = %s", (merchant.id,)
         )
         shapes.check(row[0] for row in await cur.fetchall())
 

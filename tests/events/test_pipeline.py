@@ -124,7 +124,7 @@ async def test_once_and_in_order_through_two_relays_and_duplicates(
     async with pool.connection() as conn:
         rows = await (
             await conn.execute(
-                "SELECT aggregate_id, event_envelope(e)::text FROM events e"
+                "SELECT aggregate_id, event_envelope(e) FROM events e"
                 " WHERE aggregate_type = %s ORDER BY seq LIMIT 20",
                 (kind,),
             )

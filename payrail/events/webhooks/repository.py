@@ -262,9 +262,7 @@ async def count_due(conn: Conn, now: datetime) -> int:
 
 async def envelope(conn: Conn, event_id: str) -> bytes | None:
     """The event as published (migration 0009), as the bytes that are signed and sent."""
-    cur = await conn.execute(
-        "SELECT event_envelope(e)::text FROM events e WHERE id = %s", (event_id,)
-    )
+    cur = await conn.execute("SELECT event_envelope(e) FROM events e WHERE id = %s", (event_id,))
     row = await cur.fetchone()
     return str(row[0]).encode() if row else None
 

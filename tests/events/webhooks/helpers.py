@@ -126,7 +126,7 @@ async def fan_out_events(
     assert merchant_id or aggregate_id
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT event_envelope(e)::text FROM events e"
+            "SELECT event_envelope(e) FROM events e"
             " WHERE (%(merchant)s::text IS NULL OR merchant_id = %(merchant)s)"
             " AND (%(aggregate)s::text IS NULL OR aggregate_id = %(aggregate)s) ORDER BY seq",
             {"merchant": merchant_id, "aggregate": aggregate_id},

@@ -173,7 +173,7 @@ async def test_a_delivery_verifies_with_the_stripe_sdk(
     assert request.headers["content-type"] == "application/json; charset=utf-8"
     async with services.pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT event_envelope(e) FROM events e WHERE id = %s", (event.id,)
+            "SELECT event_envelope(e)::json FROM events e WHERE id = %s", (event.id,)
         )
         row = await cur.fetchone()
     assert row is not None and orjson.loads(request.body) == row[0], "the published envelope"
