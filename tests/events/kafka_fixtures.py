@@ -1,6 +1,8 @@
 """A real Kafka-protocol broker for tests: the bundled Tansu, on a free loopback port.
 
-No Kafka mocks: every test of the Kafka transport talks to this broker. Run as a script,
+No Kafka mocks: every test of the Kafka transport talks to this broker. `kafka_broker`
+and `own_kafka_broker` keep records in memory; `durable_kafka_broker` keeps them in a
+local S3-compatible store (moto's server), so that they outlive a restart. Run as a script,
 this module is one consumer-group member in a process of its own, for the tests that kill
 a member with SIGKILL (see `member_main`).
 """
@@ -8,16 +10,19 @@ a member with SIGKILL (see `member_main`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import secrets
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from payrail.events.broker import TansuBroker
+from payrail.events.broker import TansuBroker, s3_storage_env
 from payrail.events.kafka import KafkaSettings, KafkaSubscription, KafkaTransport
 from payrail.events.transport import Delivered, Record, topic_for
 
@@ -55,6 +60,47 @@ def own_kafka_broker(tmp_path: Path) -> Iterator[TansuBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+@contextlib.contextmanager
+def local_s3(bucket: str) -> Iterator[str]:
+    """An S3-compatible store in this process (moto's server, on a free loopback port)
+    holding an empty `bucket`; yields its endpoint. moto keeps its buckets per process,
+    not per server: callers pick a bucket name of their own."""
+    # Imported here: only the tests of a durable broker need moto.
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        # Tansu does not create its bucket. moto checks no signatures: a bare PUT does.
+        create = urllib.request.Request(f"{endpoint}/{bucket}", method="PUT")
+        with urllib.request.urlopen(create, timeout=10) as response:
+            assert response.status == 200, response.status
+        yield endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def durable_kafka_broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A broker for one test, which may stop, kill and restart it, on Tansu's `s3://`
+    storage: topics, records and committed offsets outlive the process."""
+    bucket = f"tansu-{secrets.token_hex(4)}"
+    with local_s3(bucket) as endpoint:
+        broker = TansuBroker(
+            storage=f"s3://{bucket}/",
+            env=s3_storage_env(endpoint),
+            log_path=tmp_path / "tansu.log",
+        )
+        broker.start()
+        try:
+            yield broker
+        finally:
+            broker.stop()
 
 
 @pytest.fixture
