@@ -255,9 +255,11 @@ def _bundled_kafka(settings: Settings) -> Iterator[Settings]:
 
 
 def up(settings: Settings, *, kafka: bool = False) -> None:
-    # uvicorn re-raises the signal that stopped it; make SIGTERM unwind like Ctrl-C so the
-    # embedded PostgreSQL is stopped cleanly either way.
+    # uvicorn re-raises the signal that stopped it; make SIGTERM (and a closed terminal's
+    # SIGHUP) unwind like Ctrl-C so the embedded PostgreSQL and the bundled broker are
+    # stopped cleanly either way.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGHUP, _exit_on_sigterm)
     where = (
         "external PostgreSQL"
         if settings.database_url

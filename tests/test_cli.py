@@ -79,12 +79,18 @@ def start_up(env: dict[str, str], *options: str) -> subprocess.Popen[str]:
                 return process
         except httpx.HTTPError:
             time.sleep(0.2)
+    process.kill()  # and with it, through the kernel, any broker it started
+    process.wait()
     raise AssertionError("payrail up did not serve the API in time")
 
 
 def stop(process: subprocess.Popen[str], how: signal.Signals) -> str:
     process.send_signal(how)
-    output, _ = process.communicate(timeout=60)
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
     assert process.returncode in (0, -how, 128 + how, 130), output
     return output
 

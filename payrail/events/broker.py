@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import importlib
 import os
 import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 DEFAULT_STORAGE = "memory://tansu/"
 START_TIMEOUT = 15.0  # seconds; the broker itself is ready in milliseconds
@@ -107,6 +111,16 @@ def _read_exactly(conn: socket.socket, count: int) -> bytes | None:
     return data
 
 
+def _die_with_parent() -> None:
+    """In the child, before the broker runs: on Linux, the kernel sends it SIGTERM when
+    its parent dies, however that happens (SIGKILL, a closed terminal, the OOM killer).
+    Strictly, when the thread that started it ends: payrail starts it from the main one.
+    A broker left behind would hold the port the next `payrail up --kafka` needs."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class TansuBroker:
     """One Tansu process. `start`, `stop` (SIGTERM), `kill` (SIGKILL, a crash) and
     `restart` keep the same port, so clients reconnect to the same address.
@@ -174,6 +188,7 @@ class TansuBroker:
             # Its own session: a Ctrl-C meant for `payrail up` must not kill the broker
             # before the relay has stopped publishing to it; `stop` ends it.
             start_new_session=True,
+            preexec_fn=_die_with_parent,
             env={
                 **os.environ,
                 **self.env,

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import psycopg
 import structlog
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from payrail.clock import Clock
 from payrail.events.schemas import Event, MalformedEvent, parse_event
@@ -40,6 +40,7 @@ Outcome = Literal["handled", "duplicate", "dead_lettered"]
 FETCH = 200
 LAG_EVERY = 5.0  # seconds between two readings of the lag
 MAX_BACKOFF = 5.0  # seconds between two starts of a member whose round failed
+HEALTHY_ROUND = 30.0  # seconds a member ran before failing for its backoff to start over
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,11 @@ async def handle(
     for attempt in range(1, tries + 1):
         try:
             return await _handle_once(pool, consumer, event, clock)
-        except psycopg.OperationalError:
-            # The database, not the event: no attempt is spent and nothing is
-            # dead-lettered; the member starts over and the event comes again.
-            raise
         except Exception as exc:
+            if _database_away(exc):
+                # The database, not the event: no attempt is spent and nothing is
+                # dead-lettered; the member starts over and the event comes again.
+                raise
             if attempt == tries:
                 log.exception(
                     "event dead-lettered",
@@ -112,6 +113,18 @@ async def _handle_once(
             return "duplicate"
         await consumer.handler(conn, event)
     return "handled"
+
+
+def _database_away(exc: Exception) -> bool:
+    """The connection is gone or could not be had (class 08, 57P: shutdown, crash), as
+    opposed to an error that this event would meet again (a timeout, a deadlock, a
+    value too large), which spends a try like any other."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith(("08", "57P"))
 
 
 def _record_id(delivered: Delivered) -> str:
@@ -163,6 +176,7 @@ async def run(
     rng = random.Random()
     backoff = 0.0
     while not stop.is_set():
+        started = time.monotonic()
         try:
             await _consume(pool, transport, consumer, clock, stop, rng)
         except Exception:
@@ -170,6 +184,8 @@ async def run(
             # back; what was not committed is delivered again, and the inbox drops
             # what was already done.
             log.exception("consumer: round failed", consumer=consumer.name)
+            if time.monotonic() - started > HEALTHY_ROUND:
+                backoff = 0.0  # a fresh outage, not the same one going on
             backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff)
@@ -200,7 +216,13 @@ async def _consume(
                 await subscription.commit(batch)
             if time.monotonic() >= lag_due:
                 lag_due = time.monotonic() + LAG_EVERY
-                reported = _report_lag(consumer, await subscription.lag(), reported)
+                try:
+                    lag = await subscription.lag()
+                except Exception:
+                    # Only a metric: a member that cannot read it goes on consuming.
+                    log.warning("consumer: lag not read", consumer=consumer.name, exc_info=True)
+                else:
+                    reported = _report_lag(consumer, lag, reported)
     finally:
         with contextlib.suppress(Exception):  # a dead connection: its leases run out
             await subscription.close()

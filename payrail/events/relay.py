@@ -162,7 +162,9 @@ async def run(relay: Relay, stop: asyncio.Event) -> None:
                 if batch:
                     await producer.publish([record for _, record in batch])
                 if marking is not None:
-                    await marking
+                    # Shielded: a relay cancelled here leaves the mark to finish, and
+                    # its `finally` to wait for it, close the producer, give back slices.
+                    await asyncio.shield(marking)
                     marking, in_flight = None, []
                 if batch:
                     in_flight = [seq for seq, _ in batch]
@@ -192,11 +194,13 @@ async def run(relay: Relay, stop: asyncio.Event) -> None:
 
 
 async def _settle(marking: asyncio.Task[None] | None) -> None:
-    """Waits for a mark in progress, whatever its outcome: a failed one leaves its rows
-    unpublished, to go out again."""
-    if marking is not None:
-        with contextlib.suppress(Exception):
-            await marking
+    """Waits for a mark in progress, whatever its outcome (`asyncio.wait` never raises):
+    a failed one leaves its rows unpublished, to go out again."""
+    if marking is None:
+        return
+    await asyncio.wait({marking})
+    if not marking.cancelled() and marking.exception() is not None:
+        log.warning("relay: a mark failed; its rows go out again", error=str(marking.exception()))
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -60,6 +60,8 @@ def _field(document: Any, name: str, kind: type[Any]) -> Any:
     # bool is an int in Python; an event's version or time must not be one.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise MalformedEvent(f"field {name!r} is missing or not a {kind.__name__}")
+    if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold it
+        raise MalformedEvent(f"field {name!r} holds a NUL character")
     return value
 
 

@@ -43,6 +43,17 @@ def make_transport(request: pytest.FixtureRequest, clock: ManualClock) -> Iterat
 
 
 @pytest.fixture
+async def running() -> AsyncIterator[list[asyncio.Task[None]]]:
+    """The test's relays and consumers: whatever a failed test leaves running is
+    cancelled, not left to the next test's event loop."""
+    started: list[asyncio.Task[None]] = []
+    yield started
+    for task in started:
+        task.cancel()
+    await asyncio.gather(*started, return_exceptions=True)
+
+
+@pytest.fixture
 def kind() -> str:
     """An aggregate type of the test's own: its own topic on a shared broker."""
     return f"thing{secrets.token_hex(3)}"
@@ -117,7 +128,12 @@ def start_relays(
 
 
 async def test_once_and_in_order_through_two_relays_and_duplicates(
-    pool: AsyncConnectionPool, clock: ManualClock, make_transport: Any, kind: str, effects: None
+    pool: AsyncConnectionPool,
+    clock: ManualClock,
+    make_transport: Any,
+    kind: str,
+    effects: None,
+    running: list[asyncio.Task[None]],
 ):
     transport = make_transport(pool)
     stop = asyncio.Event()
@@ -126,6 +142,7 @@ async def test_once_and_in_order_through_two_relays_and_duplicates(
         *start_relays(pool, transport, clock, 2, stop),
         asyncio.create_task(consumers.run(pool, transport, consumer, clock, stop)),
     ]
+    running.extend(tasks)
     await write(pool, clock, kind, aggregates=12, each=5)
     await wait_for(pool, 60)
     # A relay that lost its answers publishes again: copies of events already handled.
@@ -151,11 +168,17 @@ async def test_once_and_in_order_through_two_relays_and_duplicates(
 
 
 async def test_a_consumer_killed_in_mid_batch_resumes_without_loss(
-    pool: AsyncConnectionPool, clock: ManualClock, make_transport: Any, kind: str, effects: None
+    pool: AsyncConnectionPool,
+    clock: ManualClock,
+    make_transport: Any,
+    kind: str,
+    effects: None,
+    running: list[asyncio.Task[None]],
 ):
     transport = make_transport(pool)
     stop = asyncio.Event()
     relays = start_relays(pool, transport, clock, 1, stop)
+    running.extend(relays)
     await write(pool, clock, kind, aggregates=4, each=25)
     reached = asyncio.Event()
 
@@ -171,6 +194,7 @@ async def test_a_consumer_killed_in_mid_batch_resumes_without_loss(
             pool, transport, Consumer(group, slow, topics=[topic_for(kind)]), clock, asyncio.Event()
         )
     )
+    running.append(first)
     await asyncio.wait_for(reached.wait(), 60)
     first.cancel()  # killed in mid-batch: the batch is never committed
     with pytest.raises(asyncio.CancelledError):
@@ -183,6 +207,7 @@ async def test_a_consumer_killed_in_mid_batch_resumes_without_loss(
             pool, transport, Consumer(group, record_effect, topics=[topic_for(kind)]), clock, stop
         )
     )
+    running.append(second)
     await wait_for(pool, 100, seconds=60)
     await asyncio.sleep(0.5)
     stop.set()
@@ -197,6 +222,7 @@ async def test_a_broker_stopped_in_mid_stream_and_restarted_loses_no_event(
     durable_kafka_broker: TansuBroker,
     kind: str,
     effects: None,
+    running: list[asyncio.Task[None]],
 ):
     broker = durable_kafka_broker  # its records are kept in S3 (moto), as Kafka keeps them
     transport = KafkaTransport(fast_settings(broker.bootstrap_servers))
@@ -206,9 +232,11 @@ async def test_a_broker_stopped_in_mid_stream_and_restarted_loses_no_event(
         *start_relays(pool, transport, clock, 1, stop),
         asyncio.create_task(consumers.run(pool, transport, consumer, clock, stop)),
     ]
+    running.extend(tasks)
     # Killed while events flow: some published and not yet consumed, some not yet
     # published; more are committed while it is down.
     writer = asyncio.create_task(write(pool, clock, kind, aggregates=5, each=10, pause=0.1))
+    running.append(writer)
     await wait_for(pool, 8)
     broker.kill()
     await asyncio.sleep(3)
