@@ -15,16 +15,25 @@ from payrail.tenants.scope import Scope
 Conn = AsyncConnection[Any]
 
 # The columns an update may set; the service decides which, never the request.
-UPDATABLE = ("email", "name", "phone", "description", "metadata", "default_payment_method_id")
+UPDATABLE = (
+    "email",
+    "name",
+    "phone",
+    "description",
+    "metadata",
+    "default_payment_method_id",
+    "time_zone",
+)
 
 
 async def insert_customer(conn: Conn, scope: Scope, row: dict[str, Any]) -> None:
     await conn.execute(
         """
         INSERT INTO customers (id, merchant_id, livemode, email, name, phone, description,
-                               metadata, created_at)
+                               metadata, test_clock_id, time_zone, created_at)
         VALUES (%(id)s, %(merchant_id)s, %(livemode)s, %(email)s, %(name)s, %(phone)s,
-                %(description)s, %(metadata)s, %(created_at)s)
+                %(description)s, %(metadata)s, %(test_clock_id)s, %(time_zone)s,
+                %(created_at)s)
         """,
         {
             **row,
@@ -40,7 +49,7 @@ async def fetch_customers(
 ) -> list[dict[str, Any]]:
     query = (
         "SELECT id, livemode, email, name, phone, description, default_payment_method_id,"
-        " metadata, created_at, deleted_at FROM customers"
+        " metadata, test_clock_id, time_zone, created_at, deleted_at FROM customers"
         " WHERE merchant_id = %s AND livemode = %s AND id = ANY(%s)"
     )
     async with conn.cursor(row_factory=dict_row) as cur:

@@ -1,4 +1,9 @@
-"""Customers and the cards attached to them, as Stripe keeps them."""
+"""Customers and the cards attached to them, as Stripe keeps them.
+
+A customer may be attached to a test clock at creation (Stripe's `test_clock`; it cannot
+move to another clock later), and has a `time_zone`, a payrail extension: the IANA zone
+in which its billing periods are cut, "UTC" unless given (see customers/schemas.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from payrail.api.schemas import merge_metadata
+from payrail.billing.test_clocks import service as test_clocks
 from payrail.clock import Clock, unix
 from payrail.customers import repository as repo
 from payrail.customers.schemas import CustomerCreate, CustomerUpdate
@@ -46,7 +52,9 @@ def customer_object(row: dict[str, Any]) -> dict[str, Any]:
         "preferred_locales": [],
         "shipping": None,
         "tax_exempt": "none",
-        "test_clock": None,
+        "test_clock": row["test_clock_id"],
+        # A payrail extension (not in Stripe's object): the zone billing periods are cut in.
+        "time_zone": row["time_zone"],
     }
 
 
@@ -67,6 +75,11 @@ async def _live_customer(
 async def create_customer(
     conn: Conn, scope: Scope, clock: Clock, vault: Vault, params: CustomerCreate
 ) -> dict[str, Any]:
+    test_clock_id = None
+    if params.test_clock is not None:
+        test_clock_id = await test_clocks.attachable_clock(
+            conn, scope, params.test_clock, param="test_clock"
+        )
     customer_id = new_id("cus")
     await repo.insert_customer(
         conn,
@@ -78,6 +91,8 @@ async def create_customer(
             "phone": params.phone,
             "description": params.description,
             "metadata": params.metadata,
+            "test_clock_id": test_clock_id,
+            "time_zone": params.time_zone,
             "created_at": clock.now(),
         },
     )
@@ -134,6 +149,8 @@ async def update_customer(
             changes[name] = value or None  # "" unsets, as in Stripe
     if params.metadata is not None:
         changes["metadata"] = merge_metadata(row["metadata"], params.metadata)
+    if params.time_zone is not None:
+        changes["time_zone"] = params.time_zone
     if changes:
         await repo.update_customer(conn, customer_id, changes)
     if params.invoice_settings is not None:
