@@ -33,6 +33,8 @@ ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 keys_app = typer.Typer(help="The card vault's keys.", no_args_is_help=True)
 worker_app = typer.Typer(help="Background workers, one role per process.", no_args_is_help=True)
 events_app = typer.Typer(help="Events: dead letters and their replay.", no_args_is_help=True)
+billing_app = typer.Typer(help="Subscription billing.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports.", no_args_is_help=True)
 bench_app = typer.Typer(
     help="Benchmarks that print figures beside a reference.", no_args_is_help=True
 )
@@ -43,6 +45,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(worker_app, name="worker")
 app.add_typer(bench_app, name="bench")
 app.add_typer(events_app, name="events")
+app.add_typer(billing_app, name="billing")
+app.add_typer(report_app, name="report")
 console = Console()
 
 
@@ -92,6 +96,64 @@ def worker_webhooks() -> None:
 def worker_relay() -> None:
     """Publish the outbox to Kafka (or the PostgreSQL log), in order per aggregate."""
     run_worker(Settings.from_env(), "relay")
+
+
+@worker_app.command("billing")
+def worker_billing() -> None:
+    """Renew subscriptions, collect invoices, run dunning, recognise revenue."""
+    run_worker(Settings.from_env(), "billing")
+
+
+@billing_app.command("run")
+def billing_run(
+    until: Annotated[
+        str,
+        typer.Option(
+            help="Bill everything due up to this time: ISO 8601 (UTC unless given), or now."
+        ),
+    ] = "now",
+) -> None:
+    """Bill every subscription due by --until (a batch run or a backfill), then exit."""
+    from payrail.billing.commands import parse_until, run_billing
+
+    settings = Settings.from_env()
+    try:
+        moment = parse_until(until, SystemClock().now())
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--until") from None
+    with database(settings) as url:
+        upgrade(url)
+        asyncio.run(run_billing(url, settings, moment, console))
+
+
+@report_app.command("failed-payments")
+def report_failed_payments(
+    merchant: Annotated[str, typer.Option(help="The merchant (mer_...).")],
+    since: Annotated[
+        str,
+        typer.Option(
+            help="Window start: 12h, 7d, 2w, or an ISO date / date and time (UTC unless offset)."
+        ),
+    ],
+    until: Annotated[
+        str | None, typer.Option(help="Window end (excluded), same forms; default now.")
+    ] = None,
+    live: Annotated[bool, typer.Option("--live", help="Live mode instead of test mode.")] = False,
+) -> None:
+    """Failed invoice payments first failing in the window: recovered, lost, at risk; by
+    attempt, decline code and connector."""
+    from payrail.dunning.report import failed_payments_command
+
+    with database(Settings.from_env()) as url:
+        failed_payments_command(
+            url,
+            merchant=merchant,
+            since=since,
+            until=until,
+            livemode=live,
+            now=SystemClock().now(),
+            console=console,
+        )
 
 
 @db_app.command("upgrade")

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from payrail.api.app import create_app
 from payrail.api.context import Services
+from payrail.billing.engine import Engine
 from payrail.clock import Clock, SystemClock
 from payrail.config import Settings
 from payrail.db.embedded import EmbeddedPostgres
@@ -148,7 +149,7 @@ async def _serve(url: str, settings: Settings) -> None:
 
 
 # The background roles: `payrail up` runs them all, `payrail worker ROLE` one of them.
-ROLES = ("janitor", "relay", "webhooks")
+ROLES = ("janitor", "relay", "webhooks", "billing")
 
 
 @asynccontextmanager
@@ -172,6 +173,7 @@ async def background(
             lambda: consumers.run(pool, transport, WEBHOOKS, clock, stop),
             lambda: delivery.run(pool, clock, services.vault, stop, delivery_options),
         ],
+        "billing": [lambda: Engine(pool, services).run(stop)],
     }
     tasks = [asyncio.create_task(start()) for role in roles for start in runners[role]]
     try:
@@ -225,7 +227,7 @@ def worker(settings: Settings, role: str) -> None:
     processes of a role share its work through leases (or Kafka's consumer groups)."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with database(settings) as url:
-        if role != "janitor":
+        if role not in ("janitor", "billing"):
             console.print(f"events: {_where_events_go(settings)}")
         console.print(f"{role} running; Ctrl-C stops it")
         with suppress(KeyboardInterrupt):

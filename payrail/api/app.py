@@ -13,8 +13,14 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payrail.api.context import Services
+from payrail.billing.catalog.endpoints import router as catalog_router
+from payrail.billing.invoices.credit_note_endpoints import router as credit_notes_router
+from payrail.billing.invoices.endpoints import router as invoices_router
+from payrail.billing.subscriptions.endpoints import router as subscriptions_router
+from payrail.billing.test_clocks.endpoints import router as test_clocks_router
 from payrail.connectors.accounts.endpoints import router as connector_accounts_router
 from payrail.customers.endpoints import router as customers_router
+from payrail.dunning.endpoints import router as dunning_router
 from payrail.errors import ApiFailure, InvalidRequest, PayrailError
 from payrail.events.endpoints import router as events_router
 from payrail.events.webhooks.endpoints import router as webhook_endpoints_router
@@ -113,6 +119,12 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(webhook_endpoints_router)
     app.include_router(events_router)
+    app.include_router(catalog_router)
+    app.include_router(test_clocks_router)
+    app.include_router(subscriptions_router)
+    app.include_router(invoices_router)
+    app.include_router(credit_notes_router)
+    app.include_router(dunning_router)
     # A plain route, outside /v1 and the API's auth: scraped by Prometheus from inside
     # the deployment (docs/operations.md), never exposed to merchants.
     app.add_route("/metrics", _metrics, include_in_schema=False)

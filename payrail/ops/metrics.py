@@ -75,3 +75,65 @@ webhook_due = Gauge(
     "Pending deliveries whose next attempt is due, as the webhooks worker last counted.",
     registry=REGISTRY,
 )
+payment_attempts = Counter(
+    "payrail_payment_attempts_total",
+    "Card authorizations, counted once each when its outcome is recorded (an in-doubt one "
+    "when it is resolved). outcome: succeeded, authorized (held for a manual capture), "
+    "declined (the issuer refused), requires_authentication, failed_technical (no decision: "
+    "provider outage, rate limit, bad credentials, an authorization voided before it was "
+    "known). decline_code: payrail's code from connectors/declines.py, empty on success. "
+    "connector: the provider (sandbox, stripe, adyen, paypal). country: the card's billing "
+    "country, or unknown. mode: live or test.",
+    ["connector", "currency", "country", "outcome", "decline_code", "mode"],
+    registry=REGISTRY,
+)
+dunning_backlog_invoices = Gauge(
+    "payrail_dunning_backlog_invoices",
+    "Open invoices charged automatically that dunning is still working on: an attempt "
+    "failed, and a retry or the final action is still to come.",
+    ["currency", "mode"],
+    registry=REGISTRY,
+)
+dunning_backlog_amount = Gauge(
+    "payrail_dunning_backlog_amount",
+    "What those invoices still owe, in the currency's minor unit.",
+    ["currency", "mode"],
+    registry=REGISTRY,
+)
+dunning_backlog_oldest_age_seconds = Gauge(
+    "payrail_dunning_backlog_oldest_age_seconds",
+    "Time since the first failed attempt of the longest-dunned invoice in the backlog; 0 "
+    "when the backlog is empty.",
+    ["mode"],
+    registry=REGISTRY,
+)
+dunning_overdue_seconds = Gauge(
+    "payrail_dunning_overdue_seconds",
+    "How long ago the most overdue retry or final action of the backlog fell due; 0 when "
+    "none is due. Seconds are normal; hours mean dunning is not getting through its work.",
+    ["mode"],
+    registry=REGISTRY,
+)
+
+
+def mode(livemode: bool) -> str:
+    """The `mode` label: test-mode traffic is merchants' integration tests, which no
+    alert on live payments should count."""
+    return "live" if livemode else "test"
+
+
+def attempt_outcome(charge_status: str) -> str:
+    """The `outcome` label of an authorization whose charge now has this status."""
+    return _OUTCOMES[charge_status]
+
+
+_OUTCOMES: dict[str, str] = {
+    "captured": "succeeded",
+    "authorized": "authorized",
+    "declined": "declined",
+    "requires_authentication": "requires_authentication",
+    "failed": "failed_technical",
+    # The provider voided it before payrail heard of it (an authorization that expired
+    # while in doubt): no money, and no issuer said no.
+    "voided": "failed_technical",
+}

@@ -38,6 +38,7 @@ def intent_object(row: dict[str, Any]) -> dict[str, Any]:
         "currency": row["currency"].lower(),
         "customer": row["customer_id"],
         "description": row["description"],
+        "invoice": row["invoice_id"],
         "last_payment_error": row["last_payment_error"],
         "latest_charge": row["latest_charge_id"],
         "livemode": row["livemode"],

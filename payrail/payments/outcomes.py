@@ -18,6 +18,7 @@ from payrail.clock import Clock
 from payrail.connectors.base import ProviderPayment
 from payrail.connectors.declines import UNKNOWN_DECLINE, Classification, Decision
 from payrail.ledger.schemas import TransactionCreate
+from payrail.ops import metrics
 from payrail.payments import in_doubt, postings, states
 from payrail.payments import repository as repo
 from payrail.payments.objects import intent_object, intent_state, publish
@@ -69,9 +70,15 @@ async def locked(conn: Conn, scope: Scope, charge_id: str) -> tuple[dict[str, An
     return intent, charge
 
 
-def _reference(charge: dict[str, Any], provider_id: str | None) -> postings.Reference:
+def _reference(
+    charge: dict[str, Any], provider_id: str | None, invoice: str | None = None
+) -> postings.Reference:
     return postings.Reference(
-        charge["payment_intent_id"], charge["id"], charge["connector_account_id"], provider_id
+        charge["payment_intent_id"],
+        charge["id"],
+        charge["connector_account_id"],
+        provider_id,
+        invoice,
     )
 
 
@@ -210,7 +217,8 @@ async def record_attempt(
     )
     if isinstance(answer, ProviderPayment) and outcome in ("captured", "authorized"):
         accounts = await _accounts(conn, scope, clock, charge)
-        ref = _reference(charge, answer.provider_id)
+        # An invoice's payment is credited to clearing, for billing to apply.
+        ref = _reference(charge, answer.provider_id, intent_row["invoice_id"])
         money = (
             postings.automatic_capture(accounts, ref, answer.amount_captured)
             if outcome == "captured"
@@ -218,6 +226,9 @@ async def record_attempt(
         )
         # One statement for the capture (or hold) and its fee.
         await postings.post(conn, scope, clock, money, *_fees(accounts, ref, answer))
+    if charge["status"] in UNDECIDED:
+        # Not a late success: that attempt was counted when it was presumed failed.
+        await _count_attempt(conn, charge, charge_changes["status"], reason)
     if intent_row["latest_charge_id"] != charge_id or intent_row["status"] != "processing":
         if outcome in ("captured", "authorized"):
             # Failover only follows a charge that certainly did not go through, and a
@@ -231,6 +242,35 @@ async def record_attempt(
     after = states.attempted(intent_state(intent_row), outcome)
     error = payment_error({**charge, **charge_changes}, reason) if reason is not None else None
     return await _apply(conn, scope, clock, intent_row, after, {"last_payment_error": error})
+
+
+async def _count_attempt(
+    conn: Conn, charge: dict[str, Any], status: str, reason: Classification | None
+) -> None:
+    """The attempt's outcome in `payrail_payment_attempts_total`, once: only the recorder
+    that decides the charge gets here. It comes after the charge's and the ledger's
+    writes, so that a recorder that fails on those counts nothing.
+
+    `connector` is the account's provider, not its id: merchants' account ids are
+    unbounded, and an outage is the provider's. payrail knows no card's issuing country
+    (no BIN table) and customers carry no address, so `country` is the card's billing
+    address country."""
+    cur = await conn.execute(
+        "SELECT a.provider, upper(m.billing_details #>> '{address,country}')"
+        " FROM connector_accounts a, payment_methods m WHERE a.id = %s AND m.id = %s",
+        (charge["connector_account_id"], charge["payment_method_id"]),
+    )
+    found = await cur.fetchone()
+    assert found is not None
+    provider, country = found
+    metrics.payment_attempts.labels(
+        connector=provider,
+        currency=charge["currency"].lower(),
+        country=country or "unknown",
+        outcome=metrics.attempt_outcome(status),
+        decline_code=reason.code if reason is not None else "",
+        mode=metrics.mode(charge["livemode"]),
+    ).inc()
 
 
 def late_success(charge: dict[str, Any], answer: ProviderPayment | Classification) -> bool:

@@ -6,6 +6,9 @@ Per merchant, mode and currency (and, for money a provider holds, per connector 
   fees, refunds and disputes lower it; payouts (reconciliation) move it to the bank. It
   is the account reconciliation ties to the provider's settlement reports.
 - `sales` (revenue): what customers paid.
+- `payment_clearing` (liability): what customers paid against an invoice, until billing
+  applies it to the invoice's receivable (billing/postings.py); revenue of invoices is
+  billing's to recognise, not sales.
 - `refunds`, `processor_fees`, `disputes` (expense): where money left again, and why.
 
 The postings, each under an external id derived from payrail's object ids so that any
@@ -17,6 +20,7 @@ retry (janitor, webhook, replayed request) posts it once:
 | capture of it | same transaction, posted (partly) | the rest is released |
 | cancel / void | same transaction, voided | |
 | automatic capture | `charge:{ch}:capture` | Dr provider_balance, Cr sales |
+| (of an invoice's intent) | same | Cr payment_clearing instead of sales |
 | processor fee | `charge:{ch}:fee` | Dr processor_fees, Cr provider_balance |
 | refund | `refund:{re}` | pending: Dr refunds, Cr provider_balance |
 | refund answered | same transaction | posted on success, voided on failure |
@@ -41,11 +45,14 @@ from payrail.ledger.schemas import AccountCreate, EntryCreate, TransactionCreate
 from payrail.tenants.scope import Scope
 
 Conn = AsyncConnection[Any]
-Purpose = Literal["provider_balance", "sales", "refunds", "processor_fees", "disputes"]
+Purpose = Literal[
+    "provider_balance", "sales", "payment_clearing", "refunds", "processor_fees", "disputes"
+]
 
-_KINDS: dict[Purpose, Literal["asset", "revenue", "expense"]] = {
+_KINDS: dict[Purpose, Literal["asset", "liability", "revenue", "expense"]] = {
     "provider_balance": "asset",
     "sales": "revenue",
+    "payment_clearing": "liability",
     "refunds": "expense",
     "processor_fees": "expense",
     "disputes": "expense",
@@ -61,6 +68,7 @@ _SHARDS: dict[Purpose, int] = {"provider_balance": 16, "sales": 16, "processor_f
 class Accounts:
     provider_balance: str
     sales: str
+    payment_clearing: str
     refunds: str
     processor_fees: str
     disputes: str
@@ -125,6 +133,11 @@ async def accounts(
     return Accounts(**found)
 
 
+async def clearing_account(conn: Conn, scope: Scope, clock: Clock, currency: str) -> str:
+    """Payment clearing, for billing to apply invoice payments from."""
+    return await _account(conn, scope, clock, "payment_clearing", currency, "")
+
+
 @dataclass(frozen=True, slots=True)
 class Reference:
     """What a posting is about, written into its metadata for reconciliation."""
@@ -133,6 +146,7 @@ class Reference:
     charge: str
     connector_account: str
     provider_id: str | None
+    invoice: str | None = None
 
     def metadata(self, **more: str) -> dict[str, str]:
         found = {
@@ -141,6 +155,8 @@ class Reference:
             "connector_account": self.connector_account,
             **more,
         }
+        if self.invoice is not None:
+            found["invoice"] = self.invoice
         if self.provider_id is not None:
             found["provider_id"] = self.provider_id
         return found
@@ -166,11 +182,16 @@ def _transfer(
     )
 
 
+def _paid_to(a: Accounts, ref: Reference) -> str:
+    """Where a customer's payment is credited: an invoice's, to clearing."""
+    return a.payment_clearing if ref.invoice is not None else a.sales
+
+
 def authorization_hold(a: Accounts, ref: Reference, amount: int) -> TransactionCreate:
     return _transfer(
         f"charge:{ref.charge}:authorization",
         a.provider_balance,
-        a.sales,
+        _paid_to(a, ref),
         amount,
         ref.metadata(kind="authorization"),
         pending=True,
@@ -181,7 +202,7 @@ def automatic_capture(a: Accounts, ref: Reference, amount: int) -> TransactionCr
     return _transfer(
         f"charge:{ref.charge}:capture",
         a.provider_balance,
-        a.sales,
+        _paid_to(a, ref),
         amount,
         ref.metadata(kind="capture"),
     )
