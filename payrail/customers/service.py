@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from payrail.api.schemas import merge_metadata
+from payrail.billing.invoices import service as invoices
+from payrail.billing.subscriptions.service import billing_now
 from payrail.billing.test_clocks import service as test_clocks
 from payrail.clock import Clock, unix
 from payrail.customers import repository as repo
@@ -104,13 +106,15 @@ async def create_customer(
         if default == params.payment_method:
             default = card["id"]  # a pm_card_* name stands for the card just made from it
     if default is not None:
-        await _set_default(conn, scope, customer_id, default)
+        await _set_default(conn, scope, clock, customer_id, default)
     obj = customer_object((await repo.fetch_customers(conn, scope, [customer_id]))[0])
     await _emit(conn, scope, clock, "customer.created", obj)
     return obj
 
 
-async def _set_default(conn: Conn, scope: Scope, customer_id: str, payment_method_id: str) -> None:
+async def _set_default(
+    conn: Conn, scope: Scope, clock: Clock, customer_id: str, payment_method_id: str
+) -> None:
     param = "invoice_settings[default_payment_method]"
     if payment_method_id == "":
         await repo.update_customer(conn, customer_id, {"default_payment_method_id": None})
@@ -125,6 +129,10 @@ async def _set_default(conn: Conn, scope: Scope, customer_id: str, payment_metho
             code="payment_method_not_attached",
         )
     await repo.update_customer(conn, customer_id, {"default_payment_method_id": payment_method_id})
+    # Invoices waiting in dunning are tried again with it at once.
+    found = await repo.fetch_customers(conn, scope, [customer_id])
+    now = await billing_now(conn, clock, found[0]["test_clock_id"])
+    await invoices.retry_in_dunning(conn, scope, now, customer_id=customer_id)
 
 
 async def get_customer(conn: Conn, scope: Scope, customer_id: str) -> dict[str, Any]:
@@ -156,7 +164,7 @@ async def update_customer(
     if params.invoice_settings is not None:
         default = params.invoice_settings.default_payment_method
         if default is not None:
-            await _set_default(conn, scope, customer_id, default)
+            await _set_default(conn, scope, clock, customer_id, default)
     obj = customer_object((await repo.fetch_customers(conn, scope, [customer_id]))[0])
     await _emit(conn, scope, clock, "customer.updated", obj)
     return obj

@@ -159,7 +159,10 @@ async def test_a_failed_renewal_is_retried_on_the_schedule_and_recovered(
         f"/v1/customers/{customer['id']}",
         {"invoice_settings": {"default_payment_method": working["id"]}},
     )
-    clock.current = at(2026, 2, 13)
+    # A new card is tried at once, not at the next slot of the schedule (Feb 13th).
+    assert (await api.get(f"/v1/invoices/{invoice['id']}"))["next_payment_attempt"] == int(
+        at(2026, 2, 11).timestamp()
+    )
     await engine.run_once()
     invoice = await api.get(f"/v1/invoices/{invoice['id']}")
     assert (invoice["status"], invoice["attempt_count"], invoice["amount_paid"]) == (

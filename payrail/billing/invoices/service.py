@@ -453,3 +453,20 @@ async def mark_uncollectible(
     obj = (await render(conn, [row]))[0]
     await publish(conn, scope, clock.now(), ("invoice.marked_uncollectible", obj))
     return row
+
+
+async def retry_in_dunning(
+    conn: Conn, scope: Scope, at: datetime, *, customer_id: str, subscription_id: str | None = None
+) -> int:
+    """A new card was saved: the customer's invoices in dunning (a retry or final action
+    still ahead, nothing under way) are tried again at `at` (dunning's
+    on_new_payment_method). Returns how many."""
+    cur = await conn.execute(
+        "UPDATE invoices SET next_payment_attempt = %s WHERE merchant_id = %s AND livemode = %s"
+        " AND customer_id = %s AND (%s::text IS NULL OR subscription_id = %s)"
+        " AND status = 'open' AND collection_method = 'charge_automatically'"
+        " AND attempt_count > 0 AND payment_intent_id IS NULL"
+        " AND (next_payment_attempt IS NOT NULL OR final_action_at IS NOT NULL)",
+        (at, scope.merchant_id, scope.livemode, customer_id, subscription_id, subscription_id),
+    )
+    return cur.rowcount

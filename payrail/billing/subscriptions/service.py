@@ -595,8 +595,15 @@ async def update(
             if params.default_payment_method
             else None
         )
+        if after["default_payment_method_id"] is not None:
+            await invoices.retry_in_dunning(
+                conn, scope, now, customer_id=row["customer_id"], subscription_id=row["id"]
+            )
     if params.cancel_at_period_end is not None:
         after["cancel_at_period_end"] = params.cancel_at_period_end
+        # Stripe's canceled_at: when the cancellation was asked for, cleared if taken back.
+        if params.cancel_at_period_end != row["cancel_at_period_end"]:
+            after["canceled_at"] = now if params.cancel_at_period_end else None
     if params.cancel_at is not None:
         after["cancel_at"] = (
             _in_future(params.cancel_at, now, "cancel_at") if params.cancel_at != "" else None
