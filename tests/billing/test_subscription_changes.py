@@ -213,3 +213,23 @@ async def test_paused_collection_keeps_renewal_invoices_as_drafts(
     await engine.run_once()
     resumed = await api.get(f"/v1/subscriptions/{sub['id']}")
     assert resumed["pause_collection"] is None
+
+
+async def test_an_archived_price_keeps_billing_its_subscribers(
+    api: Api, engine: Engine, clock: ManualClock
+) -> None:
+    sub, price = await _subscribed(api, clock, 3000)
+    archived = await api.post(f"/v1/prices/{price['id']}", {"active": False})
+    assert archived["active"] is False
+    clock.current = at(2026, 5, 1)
+    assert (await engine.run_once()).renewed == 1
+    sub = await api.get(f"/v1/subscriptions/{sub['id']}")
+    renewal = await api.get(f"/v1/invoices/{sub['latest_invoice']}")
+    assert (renewal["status"], renewal["amount_paid"]) == ("paid", 3000)
+    # A new subscriber cannot take it.
+    reply = await api.http.post(
+        "/v1/subscriptions",
+        json={"customer": sub["customer"], "items": [{"price": price["id"]}]},
+        headers=api.headers,
+    )
+    assert (reply.status_code, reply.json()["error"]["param"]) == (400, "items[0][price]")

@@ -145,7 +145,18 @@ async def _publish(
 
 
 async def terms(conn: Conn, scope: Scope, price_id: str, *, param: str) -> Terms:
-    price = await catalog.recurring_price(conn, scope, price_id, param=param)
+    """A price a subscription may be put on now: active, recurring, of an active product."""
+    return await _terms_of(conn, await catalog.recurring_price(conn, scope, price_id, param=param))
+
+
+async def current_terms(conn: Conn, scope: Scope, price_id: str) -> Terms:
+    """The price a subscriber has: billed as it is even once archived, for a price that
+    has been used never changes and its subscribers keep it until moved."""
+    [price] = await catalog.fetch_prices(conn, scope, [price_id])
+    return await _terms_of(conn, price)
+
+
+async def _terms_of(conn: Conn, price: dict[str, Any]) -> Terms:
     cur = await conn.execute("SELECT name FROM products WHERE id = %s", (price["product_id"],))
     product = await cur.fetchone()
     assert product is not None
@@ -431,10 +442,10 @@ async def _price_change(
     item = params.items[0]
     if item.id is not None and item.id != row["item_id"]:
         raise NotFound("subscription_item", item.id, param="items[0][id]")
-    old = await terms(conn, scope, row["price_id"], param="items[0][price]")
+    old = await current_terms(conn, scope, row["price_id"])
     new = (
         await terms(conn, scope, item.price, param="items[0][price]")
-        if item.price is not None
+        if item.price is not None and item.price != row["price_id"]
         else old
     )
     quantity = item.quantity or row["quantity"]
@@ -685,7 +696,7 @@ async def resume(
             code="subscription_not_paused",
         )
     now = await billing_now(conn, clock, row["test_clock_id"])
-    t = await terms(conn, scope, row["price_id"], param="items[0][price]")
+    t = await current_terms(conn, scope, row["price_id"])
     after = {**row, "status": "active", "current_period_start": now}
     if params.billing_cycle_anchor == "now":
         after["billing_cycle_anchor"] = now
@@ -711,7 +722,7 @@ async def _renew(
             pending_price_id=None,
             pending_quantity=None,
         )
-    t = await terms(conn, scope, after["price_id"], param="items[0][price]")
+    t = await current_terms(conn, scope, after["price_id"])
     if row["status"] == "trialing":
         if row["default_payment_method_id"] is None and row["collection_method"] == (
             "charge_automatically"
