@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -32,7 +32,7 @@ from payrail.billing.subscriptions import service as subscriptions
 from payrail.connectors.declines import Decision
 from payrail.dunning import policy as dunning
 from payrail.dunning.service import load_policy
-from payrail.errors import CardError, ProviderUnavailable
+from payrail.errors import CardError, InvalidRequest, NotFound, ProviderUnavailable
 from payrail.payments import service as payments
 from payrail.payments.schemas import PaymentIntentConfirm, PaymentIntentCreate
 from payrail.tenants.scope import Scope
@@ -41,6 +41,8 @@ log = structlog.get_logger(__name__)
 
 Connect = Callable[[], AbstractAsyncContextManager[Conn]]
 COLLECTABLE = frozenset({"open", "uncollectible"})
+# How long an attempt's maker has to record its outcome before the engine looks at it.
+ATTEMPT_LEASE = timedelta(seconds=60)
 
 
 class AttemptSuperseded(Exception):
@@ -55,6 +57,8 @@ class InvoiceAttempt(Recovery):
     attempt: int = 0
     amount: int = 0
     attempted_at: datetime | None = None
+    # Real time until which the engine leaves the attempt to its maker.
+    lease_until: datetime | None = None
 
     @property
     def resume_from(self) -> str | None:
@@ -63,11 +67,19 @@ class InvoiceAttempt(Recovery):
     async def checkpoint(self, conn: Conn, object_id: str) -> None:
         cur = await conn.execute(
             "UPDATE invoices SET payment_intent_id = %s, attempt_count = %s,"
-            " next_payment_attempt = NULL WHERE id = %s AND payment_intent_id IS NULL"
+            " next_payment_attempt = NULL, lease_expires_at = greatest(lease_expires_at, %s)"
+            " WHERE id = %s AND payment_intent_id IS NULL"
             " AND attempt_count = %s AND status IN ('open', 'uncollectible')"
             # A credit note since the amount was read would make it charge too much.
             " AND amount_remaining = %s",
-            (object_id, self.attempt, self.invoice_id, self.attempt - 1, self.amount),
+            (
+                object_id,
+                self.attempt,
+                self.lease_until,
+                self.invoice_id,
+                self.attempt - 1,
+                self.amount,
+            ),
         )
         if cur.rowcount != 1:
             raise AttemptSuperseded(self.invoice_id)
@@ -87,35 +99,73 @@ class InvoiceAttempt(Recovery):
 
 
 async def _payment_method(conn: Conn, scope: Scope, row: dict[str, Any]) -> str | None:
-    """The card to charge: the invoice's, else its subscription's, else the customer's."""
-    if row["default_payment_method_id"] is not None:
-        return str(row["default_payment_method_id"])
+    """The card to charge: the invoice's, else its subscription's, else the customer's —
+    the first of them still attached to the customer (a detached card is never charged)."""
     found = await repo.select(
         conn,
-        "SELECT s.default_payment_method_id AS sub, c.default_payment_method_id AS cus"
-        " FROM customers c LEFT JOIN subscriptions s ON s.id = %s WHERE c.id = %s",
-        (row["subscription_id"], row["customer_id"]),
+        """
+        SELECT pm.id FROM (VALUES (1, %(invoice)s::text), (2, %(sub)s), (3, %(customer)s)) AS
+            c (rank, id)
+        JOIN payment_methods pm ON pm.id = c.id AND pm.customer_id = %(customer_id)s
+        ORDER BY c.rank LIMIT 1
+        """,
+        {
+            "invoice": row["default_payment_method_id"],
+            "sub": await _subscription_card(conn, row["subscription_id"]),
+            "customer": await _customer_card(conn, row["customer_id"]),
+            "customer_id": row["customer_id"],
+        },
     )
-    return found[0]["sub"] or found[0]["cus"] if found else None
+    return str(found[0]["id"]) if found else None
+
+
+async def _subscription_card(conn: Conn, subscription_id: str | None) -> str | None:
+    if subscription_id is None:
+        return None
+    found = await repo.select(
+        conn,
+        "SELECT default_payment_method_id AS id FROM subscriptions WHERE id = %s",
+        (subscription_id,),
+    )
+    return found[0]["id"] if found else None
+
+
+async def _customer_card(conn: Conn, customer_id: str) -> str | None:
+    found = await repo.select(
+        conn,
+        "SELECT default_payment_method_id AS id FROM customers WHERE id = %s",
+        (customer_id,),
+    )
+    return found[0]["id"] if found else None
 
 
 async def collect(
-    connect: Connect, scope: Scope, services: Services, invoice_id: str
+    connect: Connect, scope: Scope, services: Services, invoice_id: str, *, due_only: bool
 ) -> dict[str, Any]:
     """Try to collect the invoice now (or follow the attempt under way); returns the
-    invoice as it then is."""
+    invoice as it then is. `due_only`: only if dunning has an attempt due by now (the
+    engine, a replayed request), so that a late or stale collector never charges outside
+    the schedule; the merchant's `pay` collects whenever asked."""
     async with connect() as conn, conn.transaction():
-        row = await invoices.invoice(conn, scope, invoice_id, lock=True)
+        row = await invoices.locked(conn, scope, invoice_id)
         if row["payment_intent_id"] is None:
             if row["status"] not in COLLECTABLE or row["amount_remaining"] == 0:
                 return row
             now = await subscriptions.billing_now(conn, services.clock, row["test_clock_id"])
+            due = row["next_payment_attempt"]
+            if due_only and (due is None or due > now):
+                return row
             card = await _payment_method(conn, scope, row)
             if card is None:
                 return await _failed(conn, scope, services, row, None, now)
     if row["payment_intent_id"] is None:
         attempt = InvoiceAttempt(
-            None, invoice_id, row["attempt_count"] + 1, row["amount_remaining"], now
+            None,
+            invoice_id,
+            row["attempt_count"] + 1,
+            row["amount_remaining"],
+            now,
+            services.clock.now() + ATTEMPT_LEASE,
         )
         params = PaymentIntentCreate(
             amount=row["amount_remaining"],
@@ -126,9 +176,15 @@ async def collect(
             description=f"Invoice {row['number']}",
             metadata={"invoice": invoice_id},
         )
-        # A decline's outcome is on the intent (a lost race's, on the winner's): read below.
-        with suppress(CardError, ProviderUnavailable, AttemptSuperseded):
+        try:
             await payments.create(connect, scope, services, params, attempt)
+        except (CardError, ProviderUnavailable, AttemptSuperseded):
+            pass  # a decline's outcome is on the intent (a lost race's, on the winner's)
+        except (InvalidRequest, NotFound) as refused:
+            # Refused before anything was sent (no connector account takes the currency,
+            # the card is no longer usable): a failed attempt, for dunning to follow up.
+            log.error("invoice payment refused by payments", invoice=invoice_id, error=str(refused))
+            return await _refused(connect, scope, services, invoice_id)
     else:
         async with connect() as conn:
             found = await repo.select(
@@ -145,12 +201,23 @@ async def collect(
     return await settle(connect, scope, services, invoice_id)
 
 
+async def _refused(
+    connect: Connect, scope: Scope, services: Services, invoice_id: str
+) -> dict[str, Any]:
+    async with connect() as conn, conn.transaction():
+        row = await invoices.locked(conn, scope, invoice_id)
+        if row["payment_intent_id"] is not None or row["status"] not in COLLECTABLE:
+            return row
+        now = await subscriptions.billing_now(conn, services.clock, row["test_clock_id"])
+        return await _failed(conn, scope, services, row, None, now)
+
+
 async def settle(
     connect: Connect, scope: Scope, services: Services, invoice_id: str
 ) -> dict[str, Any]:
     """Apply the outcome of the invoice's attempt under way, if it has one."""
     async with connect() as conn, conn.transaction():
-        row = await invoices.invoice(conn, scope, invoice_id, lock=True)
+        row = await invoices.locked(conn, scope, invoice_id)
         intent_id = row["payment_intent_id"]
         if intent_id is None:
             return row
@@ -271,7 +338,12 @@ async def _failed(
         "lease_expires_at": None,
         "updated_at": clock.now(),
     }
-    if isinstance(step, dunning.Retry):
+    # Dunning follows up only an invoice still collected automatically: not one written
+    # off (paying it is the merchant's call), nor one of an ended subscription.
+    automatic = row["status"] == "open" and row["auto_advance"]
+    if not automatic:
+        pass
+    elif isinstance(step, dunning.Retry):
         changes["next_payment_attempt"] = step.at
     elif isinstance(step, dunning.AwaitPaymentMethod):
         changes["final_action_at"] = step.final_action_at
@@ -281,7 +353,7 @@ async def _failed(
     row = {**row, **changes}
     obj = (await invoices.render(conn, [row]))[0]
     await publish(conn, scope, clock.now(), ("invoice.payment_failed", obj))
-    if row["subscription_id"] is not None:
+    if automatic and row["subscription_id"] is not None:
         await subscriptions.after_invoice_failed(
             conn, scope, clock, row["subscription_id"], row["billing_reason"]
         )
@@ -301,12 +373,16 @@ async def final_action(
     """Dunning's final action on an invoice whose time has come."""
     clock = services.clock
     async with connect() as conn, conn.transaction():
-        row = await invoices.invoice(conn, scope, invoice_id, lock=True)
+        row = await invoices.locked(conn, scope, invoice_id)
         now = await subscriptions.billing_now(conn, clock, row["test_clock_id"])
         if row["final_action_at"] is None or row["final_action_at"] > now:
             return row
-        if row["status"] not in COLLECTABLE or row["payment_intent_id"] is not None:
-            return row
+        if row["payment_intent_id"] is not None:
+            return row  # an attempt under way decides first; the engine skips such rows
+        if row["status"] not in COLLECTABLE:
+            # Paid or voided meanwhile: nothing left to act on.
+            await repo.update(conn, "invoices", invoice_id, {"final_action_at": None})
+            return {**row, "final_action_at": None}
         policy = await load_policy(conn, scope)
         await repo.update(
             conn,

@@ -69,7 +69,9 @@ WITH real_time AS (
     ORDER BY next_action_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED
 ), on_clocks AS (
     SELECT s.id FROM subscriptions s JOIN test_clocks c ON c.id = s.test_clock_id
-    WHERE s.next_action_at <= c.frozen_time AND c.deleted_at IS NULL
+    WHERE s.next_action_at <= CASE WHEN c.status = 'advancing' THEN c.billing_time
+                                ELSE c.frozen_time END
+      AND c.deleted_at IS NULL
       AND (s.lease_expires_at IS NULL OR s.lease_expires_at < %(now)s)
     LIMIT %(batch)s FOR UPDATE OF s SKIP LOCKED
 )
@@ -87,13 +89,14 @@ WITH real_time AS (
     ORDER BY next_payment_attempt LIMIT %(batch)s FOR UPDATE SKIP LOCKED
 ), on_clocks AS (
     SELECT i.id FROM invoices i JOIN test_clocks c ON c.id = i.test_clock_id
-    WHERE i.next_payment_attempt <= c.frozen_time AND c.deleted_at IS NULL
+    WHERE i.next_payment_attempt <= CASE WHEN c.status = 'advancing' THEN c.billing_time
+                                ELSE c.frozen_time END
+      AND c.deleted_at IS NULL
       AND (i.lease_expires_at IS NULL OR i.lease_expires_at < %(now)s)
     LIMIT %(batch)s FOR UPDATE OF i SKIP LOCKED
 ), in_flight AS (
     SELECT id FROM invoices
-    WHERE payment_intent_id IS NOT NULL
-      AND (lease_expires_at IS NULL OR lease_expires_at < %(now)s)
+    WHERE payment_intent_id IS NOT NULL AND lease_expires_at < %(now)s
     LIMIT %(batch)s FOR UPDATE SKIP LOCKED
 )
 UPDATE invoices SET lease_owner = %(owner)s, lease_expires_at = %(lease_until)s
@@ -106,11 +109,15 @@ _CLAIM_FINAL_ACTIONS: LiteralString = """
 WITH real_time AS (
     SELECT id FROM invoices
     WHERE final_action_at <= %(cutoff)s AND test_clock_id IS NULL
+      AND payment_intent_id IS NULL
       AND (lease_expires_at IS NULL OR lease_expires_at < %(now)s)
     ORDER BY final_action_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED
 ), on_clocks AS (
     SELECT i.id FROM invoices i JOIN test_clocks c ON c.id = i.test_clock_id
-    WHERE i.final_action_at <= c.frozen_time AND c.deleted_at IS NULL
+    WHERE i.final_action_at <= CASE WHEN c.status = 'advancing' THEN c.billing_time
+                                ELSE c.frozen_time END
+      AND c.deleted_at IS NULL
+      AND i.payment_intent_id IS NULL
       AND (i.lease_expires_at IS NULL OR i.lease_expires_at < %(now)s)
     LIMIT %(batch)s FOR UPDATE OF i SKIP LOCKED
 )
@@ -118,6 +125,42 @@ UPDATE invoices SET lease_owner = %(owner)s, lease_expires_at = %(lease_until)s
 WHERE id IN (SELECT id FROM real_time UNION ALL SELECT id FROM on_clocks)
 RETURNING id, merchant_id, livemode
 """
+
+
+# Advancing test clocks with nothing due at their billing time, stepped to their next due
+# moment (or to their frozen time): what falls due between the old and the new frozen
+# time happens in order, each at its own time, as Stripe's test clocks do.
+_STEP_CLOCKS: LiteralString = """
+WITH clocks AS (
+    SELECT id, frozen_time, billing_time FROM test_clocks
+    WHERE status = 'advancing' AND deleted_at IS NULL AND billing_time < frozen_time
+    FOR UPDATE SKIP LOCKED
+), idle AS (
+    SELECT c.* FROM clocks c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM subscriptions s WHERE s.test_clock_id = c.id
+          AND (s.next_action_at <= c.billing_time OR s.lease_expires_at >= %(now)s))
+      AND NOT EXISTS (
+        SELECT 1 FROM invoices i WHERE i.test_clock_id = c.id
+          AND (i.next_payment_attempt <= c.billing_time OR i.final_action_at <= c.billing_time
+               OR i.payment_intent_id IS NOT NULL OR i.lease_expires_at >= %(now)s))
+), next AS (
+    SELECT idle.id, least(
+        idle.frozen_time,
+        (SELECT min(next_action_at) FROM subscriptions
+         WHERE test_clock_id = idle.id AND next_action_at > idle.billing_time),
+        (SELECT min(next_payment_attempt) FROM invoices
+         WHERE test_clock_id = idle.id AND next_payment_attempt > idle.billing_time),
+        (SELECT min(final_action_at) FROM invoices
+         WHERE test_clock_id = idle.id AND final_action_at > idle.billing_time)
+    ) AS moment FROM idle
+)
+UPDATE test_clocks SET billing_time = next.moment FROM next
+WHERE test_clocks.id = next.id
+RETURNING test_clocks.id
+"""
+# Passes one run_once may make while test clocks step through their due moments.
+_CLOCK_STEPS = 64
 
 
 class Engine:
@@ -206,14 +249,36 @@ class Engine:
 
     async def _collect(self, scope: Scope, invoice_id: str) -> None:
         try:
-            await collection.collect(self.pool.connection, scope, self.services, invoice_id)
+            await collection.collect(
+                self.pool.connection, scope, self.services, invoice_id, due_only=True
+            )
         except Exception:
             # Left leased: the lease passing brings it back. One bad invoice must not
             # stop the others.
             log.exception("invoice collection failed", invoice=invoice_id)
 
     async def run_once(self, until: datetime | None = None) -> PassResult:
-        """One pass over everything due by `until` (default: now)."""
+        """Passes over everything due by `until` (default: now), repeated while advancing
+        test clocks step to their next due moment."""
+        result = PassResult()
+        for _ in range(_CLOCK_STEPS):
+            stepped = await self._step_clocks()
+            done = await self._pass(until)
+            result.renewed += done.renewed
+            result.collected += done.collected
+            result.final_actions += done.final_actions
+            if not stepped:
+                break
+        async with self.pool.connection() as conn, conn.transaction():
+            await finish_advances(conn, self.services.clock.now())
+        return result
+
+    async def _step_clocks(self) -> bool:
+        async with self.pool.connection() as conn:
+            rows = await repo.select(conn, _STEP_CLOCKS, {"now": self.services.clock.now()})
+        return bool(rows)
+
+    async def _pass(self, until: datetime | None) -> PassResult:
         now = self.services.clock.now()
         cutoff = min(until, now) if until is not None else now
         result = PassResult()
@@ -234,8 +299,6 @@ class Engine:
             except Exception:
                 log.exception("dunning final action failed", invoice=invoice_id)
             await self._release_invoice(invoice_id)
-        async with self.pool.connection() as conn, conn.transaction():
-            await finish_advances(conn, self.services.clock.now())
         return result
 
     async def housekeeping(self) -> None:

@@ -155,30 +155,32 @@ def finalized(a: Accounts, invoice: dict[str, Any], credit_used: int) -> Transac
 
 
 def payment_applied(
-    a: Accounts, invoice_id: str, intent_id: str, amount: int
+    a: Accounts, invoice_id: str, intent_id: str, amount: int, *, written_off: bool = False
 ) -> TransactionCreate | None:
+    """A payment applied from clearing; to a receivable written off, it recovers the
+    bad debt instead."""
     return movement(
         f"invoice:{invoice_id}:payment:{intent_id}",
-        [(a.payment_clearing, amount), (a.receivable, -amount)],
+        [(a.payment_clearing, amount), (a.bad_debt if written_off else a.receivable, -amount)],
         {"invoice": invoice_id, "payment_intent": intent_id, "kind": "invoice_payment"},
     )
 
 
 def voided(
-    a: Accounts, invoice_id: str, *, owed: int, credit_used: int, recognized: int
+    a: Accounts, invoice_id: str, *, owed: int, credit_used: int, unrecognized: int
 ) -> TransactionCreate | None:
     """The finalization taken back: what is owed leaves receivable, the credit used goes
-    back to the customer, and the revenue leaves revenue as far as it was recognised,
-    deferred revenue for the rest."""
+    back to the customer; deferred revenue gives back what it still holds of the
+    invoice, and revenue the rest (what was recognised, less credit notes already
+    taken out of it)."""
     taken_back = owed + credit_used
-    from_revenue = min(recognized, taken_back)
     return movement(
         f"invoice:{invoice_id}:void",
         [
             (a.receivable, -owed),
             (a.customer_credit, -credit_used),
-            (a.subscription_revenue, from_revenue),
-            (a.deferred_revenue, taken_back - from_revenue),
+            (a.deferred_revenue, unrecognized),
+            (a.subscription_revenue, taken_back - unrecognized),
         ],
         {"invoice": invoice_id, "kind": "invoice_void"},
     )

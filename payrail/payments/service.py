@@ -133,7 +133,7 @@ async def create(
         except states.IllegalTransition as error:
             raise illegal(error) from None
         if params.confirm:
-            await _route(conn, scope, params.amount, params.currency, card)
+            await route(conn, scope, params.amount, params.currency, card)
         now = clock.now()
         row: dict[str, Any] = {
             "id": new_id("pi"),
@@ -215,7 +215,7 @@ async def _new_charge(
     return charge_id
 
 
-async def _route(
+async def route(
     conn: Conn, scope: Scope, amount: int, currency: str, card: dict[str, Any]
 ) -> list[str]:
     """The connector accounts to try for this card payment, in order."""
@@ -249,11 +249,13 @@ async def confirm(
             after = states.confirming(intent_state(row), params.payment_method)
         except states.IllegalTransition as error:
             raise illegal(error) from None
+        if row["invoice_id"] is not None:
+            await _require_invoice_attempt(conn, row)
         assert after.payment_method is not None
         card = await _payment_method(
             conn, scope, services, after.payment_method, row["customer_id"]
         )
-        chain = await _route(conn, scope, row["amount"], row["currency"], card)
+        chain = await route(conn, scope, row["amount"], row["currency"], card)
         row = {
             **row,
             "status": after.status,
@@ -305,6 +307,22 @@ async def confirm(
                 )
         final = await _intent(conn, scope, intent_id)
     return _answer(final)
+
+
+async def _require_invoice_attempt(conn: Conn, row: dict[str, Any]) -> None:
+    """An invoice's intent is confirmed only as the invoice's attempt under way: one
+    that failed and was let go must not charge beside the invoice's next attempt."""
+    cur = await conn.execute(
+        "SELECT payment_intent_id FROM invoices WHERE id = %s FOR SHARE", (row["invoice_id"],)
+    )
+    found = await cur.fetchone()
+    if found is None or found[0] != row["id"]:
+        raise InvalidRequest(
+            f"This PaymentIntent was an attempt to pay invoice {row['invoice_id']}, which no"
+            " longer waits on it: pay the invoice with"
+            f" POST /v1/invoices/{row['invoice_id']}/pay.",
+            code="payment_intent_unexpected_state",
+        )
 
 
 def _authorization(intent: dict[str, Any], charge_id: str, card: CardSecret) -> Authorization:

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from payrail.api.app import create_app
 from payrail.api.context import Services
+from payrail.billing.engine import Engine
 from payrail.clock import ManualClock
 from payrail.connectors.sandbox import SandboxConfig
 from payrail.connectors.sandbox.server import run_sandbox
@@ -38,6 +39,12 @@ ROUTING_RULES = "/v1/routing_rules"
 PAYMENT_INTENTS = "/v1/payment_intents"
 REFUNDS = "/v1/refunds"
 WEBHOOK_ENDPOINTS = "/v1/webhook_endpoints"
+PRODUCTS = "/v1/products"
+PRICES = "/v1/prices"
+CLOCKS = "/v1/test_helpers/test_clocks"
+SUBSCRIPTIONS = "/v1/subscriptions"
+INVOICES = "/v1/invoices"
+CREDIT_NOTES = "/v1/credit_notes"
 # id prefix -> route
 KINDS = {
     "lacc": ACCOUNTS,
@@ -52,7 +59,17 @@ KINDS = {
     "evt": "/v1/events",
     "we": "/v1/webhook_endpoints",
     "whdel": "/v1/webhook_deliveries",
+    "prod": PRODUCTS,
+    "price": PRICES,
+    "clock": CLOCKS,
+    "sub": SUBSCRIPTIONS,
+    "in": INVOICES,
+    "cn": CREDIT_NOTES,
 }
+# Test clocks start at 2026-01-01 and are advanced a day, by owner and intruder alike.
+FROZEN_TIME = 1_767_225_600
+DAY = 86_400
+ADVANCE = {"frozen_time": FROZEN_TIME + DAY}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +85,7 @@ class Tenant:
     headers: dict[str, str]
     psp_url: str | None = None  # a sandbox PSP its payments go to
     pool: AsyncConnectionPool | None = None  # for work no route does (webhook fan-out)
+    services: Services | None = None  # for the billing engine
 
     async def post(self, path: str, body: Json | None = None) -> Json:
         reply = await self.http.post(path, json=body or {}, headers=self.headers)
@@ -154,11 +172,13 @@ async def routing_rule(owner: Tenant, tag: str) -> str:
 
 
 async def sandbox_route(owner: Tenant) -> None:
-    """A sandbox account at the owner's PSP, first in the routing (priority 0), so that
-    connector accounts other factories make for other providers never take a payment."""
+    """A sandbox account at the owner's PSP, first in the routing (priority 0) of usd, so
+    that connector accounts other factories make for other providers never take a usd
+    payment, whichever factory runs first (the dispute's jpy has a sandbox of its own)."""
     assert owner.psp_url is not None, "this owner has no sandbox PSP"
     account = await owner.post(CONNECTOR_ACCOUNTS, sandbox_account(owner.psp_url))
-    await owner.post(ROUTING_RULES, {"priority": 0, "connector_accounts": [account["id"]]})
+    rule = {"priority": 0, "connector_accounts": [account["id"]]}
+    await owner.post(ROUTING_RULES, {**rule, "conditions": {"currencies": ["usd"]}})
 
 
 async def unconfirmed_intent(owner: Tenant, tag: str) -> str:
@@ -232,6 +252,129 @@ async def webhook_delivery(owner: Tenant, tag: str) -> str:
     return delivery_id
 
 
+async def product(owner: Tenant, tag: str) -> str:
+    """A product without prices: one that can be deleted."""
+    obj = await owner.post(PRODUCTS, {"name": "Premium", "metadata": {"tag": tag[:500]}})
+    product_id: str = obj["id"]
+    return product_id
+
+
+async def price(owner: Tenant, tag: str) -> str:
+    """A monthly price of $10, of a product of its own."""
+    obj = await owner.post(
+        PRICES,
+        {
+            "product_data": {"name": "Premium"},
+            "currency": "usd",
+            "unit_amount": 1000,
+            "recurring": {"interval": "month"},
+            "metadata": {"tag": tag[:500]},
+        },
+    )
+    price_id: str = obj["id"]
+    return price_id
+
+
+async def frozen_clock(owner: Tenant, tag: str) -> str:
+    obj = await owner.post(CLOCKS, {"frozen_time": FROZEN_TIME, "name": tag[:300]})
+    clock_id: str = obj["id"]
+    return clock_id
+
+
+async def subscribe(owner: Tenant, tag: str, **more: Any) -> Json:
+    """A subscription of a customer whose card (pm_card_visa) is charged at the owner's
+    sandbox PSP."""
+    await sandbox_route(owner)
+    card = "pm_card_visa"
+    customer = await owner.post(
+        CUSTOMERS,
+        {
+            "email": "jo@example.com",
+            "payment_method": card,
+            "invoice_settings": {"default_payment_method": card},
+        },
+    )
+    body = {"customer": customer["id"], "items": [{"price": await price(owner, tag)}]}
+    return await owner.post(SUBSCRIPTIONS, {**body, **more, "metadata": {"tag": tag[:500]}})
+
+
+async def subscription(owner: Tenant, tag: str) -> str:
+    """An active subscription, its first invoice paid."""
+    obj = await subscribe(owner, tag)
+    assert obj["status"] == "active", obj
+    subscription_id: str = obj["id"]
+    return subscription_id
+
+
+async def paused_subscription(owner: Tenant, tag: str) -> str:
+    """A subscription paused by the billing engine at the end of its trial (its customer,
+    on a test clock, had no default card then), the card since made the default."""
+    await sandbox_route(owner)
+    assert owner.services is not None, "this owner has no services to run the engine with"
+    clock_id = await frozen_clock(owner, tag)
+    customer = await owner.post(
+        CUSTOMERS,
+        {"email": "jo@example.com", "test_clock": clock_id, "payment_method": "pm_card_visa"},
+    )
+    sub = await owner.post(
+        SUBSCRIPTIONS,
+        {
+            "customer": customer["id"],
+            "items": [{"price": await price(owner, tag)}],
+            "trial_period_days": 1,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "pause"}},
+        },
+    )
+    await owner.post(f"{CLOCKS}/{clock_id}/advance", {"frozen_time": FROZEN_TIME + 2 * DAY})
+    await Engine(owner.services.pool, owner.services).run_once()
+    paused = await owner.get(f"{SUBSCRIPTIONS}/{sub['id']}")
+    assert paused["status"] == "paused", paused
+    cards = await owner.get(f"{CUSTOMERS}/{customer['id']}/payment_methods")
+    default = {"default_payment_method": cards["data"][0]["id"]}
+    await owner.post(f"{CUSTOMERS}/{customer['id']}", {"invoice_settings": default})
+    subscription_id: str = paused["id"]
+    return subscription_id
+
+
+async def open_invoice(owner: Tenant, tag: str) -> str:
+    """A subscription's first invoice, left open for the customer to pay
+    (payment_behavior=default_incomplete)."""
+    sub = await subscribe(owner, tag, payment_behavior="default_incomplete")
+    invoice = await owner.get(f"{INVOICES}/{sub['latest_invoice']}")
+    assert (invoice["status"], invoice["amount_remaining"]) == ("open", 1000), invoice
+    invoice_id: str = invoice["id"]
+    return invoice_id
+
+
+async def draft_invoice(owner: Tenant, tag: str) -> str:
+    """A draft: a price change invoiced at once while the subscription's collection is
+    paused with keep_as_draft."""
+    sub = await owner.get(f"{SUBSCRIPTIONS}/{await subscription(owner, tag)}")
+    product_id = sub["items"]["data"][0]["price"]["product"]
+    recurring = {"currency": "usd", "recurring": {"interval": "month"}}
+    dearer = await owner.post(PRICES, {"product": product_id, "unit_amount": 2000, **recurring})
+    changed = await owner.post(
+        f"{SUBSCRIPTIONS}/{sub['id']}",
+        {
+            "items": [{"price": dearer["id"]}],
+            "proration_behavior": "always_invoice",
+            "pause_collection": {"behavior": "keep_as_draft"},
+        },
+    )
+    invoice = await owner.get(f"{INVOICES}/{changed['latest_invoice']}")
+    assert invoice["status"] == "draft", invoice
+    invoice_id: str = invoice["id"]
+    return invoice_id
+
+
+async def credit_note(owner: Tenant, tag: str) -> str:
+    """A credit note lowering what is due on an open invoice."""
+    body = {"invoice": await open_invoice(owner, tag), "amount": 100}
+    obj = await owner.post(CREDIT_NOTES, {**body, "metadata": {"tag": tag[:500]}})
+    credit_note_id: str = obj["id"]
+    return credit_note_id
+
+
 # Each route taking an id, and how to make an object of the owner's on which that route
 # would succeed: only then does a 404 for someone else prove isolation, not a state error.
 FACTORIES: dict[str, Factory] = {
@@ -259,7 +402,32 @@ FACTORIES: dict[str, Factory] = {
     "/v1/webhook_deliveries/{delivery_id}": webhook_delivery,
     "/v1/webhook_deliveries/{delivery_id}/attempts": webhook_delivery,
     "/v1/webhook_deliveries/{delivery_id}/retry": webhook_delivery,
+    "/v1/products/{product_id}": product,
+    "/v1/prices/{price_id}": price,
+    "/v1/test_helpers/test_clocks/{test_clock_id}": frozen_clock,
+    "/v1/test_helpers/test_clocks/{test_clock_id}/advance": frozen_clock,
+    "/v1/subscriptions/{subscription_id}": subscription,
+    "/v1/subscriptions/{subscription_id}/resume": paused_subscription,
+    "/v1/invoices/{invoice_id}": open_invoice,
+    "/v1/invoices/{invoice_id}/lines": open_invoice,
+    "/v1/invoices/{invoice_id}/pay": open_invoice,
+    "/v1/invoices/{invoice_id}/void": open_invoice,
+    "/v1/invoices/{invoice_id}/mark_uncollectible": open_invoice,
+    "/v1/invoices/{invoice_id}/finalize": draft_invoice,
+    "/v1/credit_notes/{credit_note_id}": credit_note,
+    "/v1/credit_notes/{credit_note_id}/void": credit_note,
 }
+# Routes refusing an empty body before looking the object up, and a body they take, the
+# same for owner and intruder.
+BODIES: dict[str, Callable[[str], Json]] = {
+    "/attach": lambda customer: {"customer": customer},
+    "/advance": lambda customer: ADVANCE,
+}
+
+
+def body_for(path: str, customer: str) -> Json | None:
+    suffix = "/" + path.rsplit("/", 1)[-1]
+    return BODIES[suffix](customer) if suffix in BODIES else None
 
 
 def routes_with_ids(pool: AsyncConnectionPool, clock: ManualClock) -> list[tuple[str, str]]:
@@ -289,6 +457,7 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
     pool: AsyncConnectionPool,
     clock: ManualClock,
     psp_url: str,
+    services: Services,
 ) -> None:
     routes = routes_with_ids(pool, clock)
     assert routes, "no /v1 route with a path parameter found: the route walk is broken"
@@ -298,7 +467,7 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
     other = await new_merchant(pool, clock, "Globex")
     a = Tenant(client, {"Authorization": f"Bearer {merchant.test_secret}"})
     a_live = Tenant(client, {"Authorization": f"Bearer {merchant.live_secret}"})
-    b = Tenant(client, {"Authorization": f"Bearer {other.test_secret}"}, psp_url, pool)
+    b = Tenant(client, {"Authorization": f"Bearer {other.test_secret}"}, psp_url, pool, services)
     await a.transaction("a-own")  # A has objects of its own too
 
     targets: dict[tuple[str, str], str] = {}
@@ -331,7 +500,13 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
                     " (SELECT count(*) FROM connector_accounts),"
                     " (SELECT count(*) FROM routing_rules),"
                     " (SELECT count(*) FROM webhook_endpoints),"
-                    " (SELECT count(*) FROM webhook_deliveries)"
+                    " (SELECT count(*) FROM webhook_deliveries),"
+                    " (SELECT count(*) FROM products), (SELECT count(*) FROM prices),"
+                    " (SELECT count(*) FROM test_clocks), (SELECT count(*) FROM subscriptions),"
+                    " (SELECT count(*) FROM invoices), (SELECT count(*) FROM invoice_items),"
+                    " (SELECT count(*) FROM credit_notes),"
+                    " (SELECT count(*) FROM customer_balance_transactions),"
+                    " (SELECT count(*) FROM invoice_payment_attempts)"
                 )
             ).fetchone()
         assert row is not None
@@ -359,8 +534,9 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
         if path.endswith("/post"):
             bodies.append({"amount": 1})
         for intruder_name, intruder in (("test", a), ("live", a_live)):
-            if path.endswith("/attach"):
-                bodies = [{"customer": own_customer[intruder_name]}]
+            special = body_for(path, own_customer[intruder_name])
+            if special is not None:
+                bodies = [special]
             for number, body in enumerate(bodies):
                 key = f"{intruder_name}-{method}-{path}-{number}"
                 reply = await attempt(intruder, method, path, object_id, body, key)
@@ -381,7 +557,7 @@ async def test_every_route_with_an_id_is_404_for_another_merchant(
 
     # The owner can use every one of those routes on the same objects.
     for (method, path), object_id in targets.items():
-        body = {"customer": own_customer["owner"]} if path.endswith("/attach") else None
+        body = body_for(path, own_customer["owner"])
         reply = await client.request(method, fill(path, object_id), json=body, headers=b.headers)
         assert reply.status_code == 200, (method, path, reply.text)
 

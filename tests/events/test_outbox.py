@@ -3,7 +3,7 @@ that changes nothing writes none."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -12,7 +12,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from payrail.api.app import create_app
 from payrail.api.context import Services
-from payrail.clock import ManualClock
+from payrail.billing.engine import Engine
+from payrail.clock import ManualClock, unix
 from payrail.connectors.sandbox import SandboxConfig
 from payrail.connectors.sandbox.server import run_sandbox
 from payrail.tenants.service import NewMerchant
@@ -22,6 +23,16 @@ from tests.events.webhooks.helpers import fan_out_events
 from tests.payments.webhook_helpers import WEBHOOK_SECRET, deliver, provider_payment
 from tests.routes import api_routes
 
+# An invoice collected: the intent's capture and fee, then the payment applied to it.
+COLLECTED = [
+    "payment_intent.created",
+    "ledger.transaction.posted",
+    "ledger.transaction.posted",
+    "payment_intent.succeeded",
+    "ledger.transaction.posted",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+]
 # Every state-changing route, and the event types one successful call of it writes.
 WRITE_PATHS = {
     "/v1/ledger/accounts": ["ledger.account.created"],
@@ -76,17 +87,68 @@ WRITE_PATHS = {
         "charge.dispute.created",
         "charge.dispute.funds_withdrawn",
     ],
+    # Billing. The catalog, a merchant's dunning policy, test clocks:
+    "/v1/products": ["product.created"],
+    "/v1/products/{product_id}": ["product.updated"],
+    "/v1/prices": ["price.created"],
+    "/v1/prices/{price_id}": ["price.updated"],
+    "/v1/dunning/policy": ["dunning_policy.updated"],
+    "/v1/test_helpers/test_clocks": ["test_helpers.test_clock.created"],
+    "/v1/test_helpers/test_clocks/{test_clock_id}/advance": ["test_helpers.test_clock.advancing"],
+    # for a customer with a card, once billing's ledger accounts exist: the first invoice
+    # made and finalized with the subscription, then collected through payments.
+    "/v1/subscriptions": [
+        "invoice.created",
+        "ledger.transaction.posted",  # the invoice finalized: receivable, deferred revenue
+        "invoice.finalized",
+        "customer.subscription.created",
+        *COLLECTED,
+        "customer.subscription.updated",  # incomplete -> active
+    ],
+    "/v1/subscriptions/{subscription_id}": ["customer.subscription.updated"],
+    # of a subscription paused at its trial's end, its customer's card since saved:
+    "/v1/subscriptions/{subscription_id}/resume": [
+        "invoice.created",
+        "ledger.transaction.posted",
+        "invoice.finalized",
+        "customer.subscription.resumed",
+        *COLLECTED,
+    ],
+    # of a subscription's first invoice left open (payment_behavior=default_incomplete):
+    "/v1/invoices/{invoice_id}/pay": [*COLLECTED, "customer.subscription.updated"],
+    "/v1/invoices/{invoice_id}/void": ["ledger.transaction.posted", "invoice.voided"],
+    "/v1/invoices/{invoice_id}/mark_uncollectible": [
+        "ledger.transaction.posted",  # the receivable written off as bad debt
+        "invoice.marked_uncollectible",
+    ],
+    # of a draft (the subscription's collection paused with keep_as_draft):
+    "/v1/invoices/{invoice_id}/finalize": ["ledger.transaction.posted", "invoice.finalized"],
+    # of a paid invoice, credited to the customer's balance:
+    "/v1/credit_notes": ["ledger.transaction.posted", "credit_note.created", "invoice.updated"],
+    "/v1/credit_notes/{credit_note_id}/void": [
+        "ledger.transaction.posted",
+        "credit_note.voided",
+        "invoice.updated",
+    ],
 }
 # The first payment: its test card becomes a payment method, the payments ledger
 # accounts are made, then the capture and the fee are posted.
 FIRST_PAYMENT = [
     "payment_method.created",
     "payment_intent.created",
-    *["ledger.account.created"] * 5,
+    *["ledger.account.created"] * 6,
     "ledger.transaction.posted",
     "ledger.transaction.posted",
     "payment_intent.succeeded",
 ]
+# The first subscription: billing's ledger accounts are made as its invoice is finalized.
+FIRST_SUBSCRIPTION = [
+    "invoice.created",
+    *["ledger.account.created"] * 5,
+    *WRITE_PATHS["/v1/subscriptions"][1:],
+]
+Emitted = list[tuple[str, str, Any]]
+EmittedBy = Callable[..., Awaitable[Emitted]]
 
 
 @pytest.fixture(scope="module")
@@ -131,12 +193,14 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     merchant: NewMerchant,
     psp_url: str,
     clock: ManualClock,
+    services: Services,
 ) -> None:
     async def emitted_by(
-        path: str, data: dict[str, Any], expected: list[str] | None = None
-    ) -> list[tuple[str, str, Any]]:
+        path: str, data: dict[str, Any], expected: list[str] | None = None, key: str | None = None
+    ) -> Emitted:
         before = len(await events(pool, merchant.id))
-        reply = await client.post(path, headers=auth, json=data)
+        headers = auth if key is None else {**auth, "Idempotency-Key": key}
+        reply = await client.post(path, headers=headers, json=data)
         assert reply.status_code == 200, reply.text
         new = (await events(pool, merchant.id))[before:]
         template = next(p for p in WRITE_PATHS if _matches(p, path))
@@ -218,7 +282,7 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     retrieved = await client.get(f"/v1/connector_accounts/{connector_account_id}", headers=auth)
     assert connector_account == retrieved.json()
     await emitted_by(f"/v1/connector_accounts/{connector_account_id}", {"enabled": False})
-    await emitted_by(
+    [(_, routing_rule_id, _)] = await emitted_by(
         "/v1/routing_rules", {"priority": 1, "connector_accounts": [connector_account_id]}
     )
 
@@ -242,10 +306,10 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     [(_, saved_card, _)] = await emitted_by(
         "/v1/payment_methods", {"type": "card", "card": {"token": "tok_visa"}}
     )
-    held = await emitted_by(
+    confirmed = await emitted_by(
         f"/v1/payment_intents/{manual_id}/confirm", {"payment_method": saved_card}
     )
-    assert held[1][2]["status"] == "requires_capture"
+    assert confirmed[1][2]["status"] == "requires_capture"
     captured = await emitted_by(
         f"/v1/payment_intents/{manual_id}/capture", {"amount_to_capture": 3000}
     )
@@ -297,6 +361,17 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
         "payment_intent.payment_failed",
     ]
 
+    await _billing(client, auth, pool, merchant, services, clock, emitted_by)
+    for path, kinds in (
+        (f"/v1/customers/{customer_id}", ["customer.deleted"]),
+        (f"/v1/routing_rules/{routing_rule_id}", ["routing_rule.deleted"]),
+        (f"/v1/webhook_endpoints/{endpoint_id}", ["webhook_endpoint.deleted"]),
+    ):
+        before = len(await events(pool, merchant.id))
+        reply = await client.delete(path, headers=auth)
+        assert reply.status_code == 200, reply.text
+        assert [kind for kind, _, _ in (await events(pool, merchant.id))[before:]] == kinds, path
+
     # A replay, an idempotent repeat and a refused request write no event.
     count = len(await events(pool, merchant.id))
     assert (
@@ -326,3 +401,189 @@ def _matches(template: str, path: str) -> bool:
     return len(parts) == len(actual) and all(
         p.startswith("{") or p == a for p, a in zip(parts, actual, strict=True)
     )
+
+
+async def _billing(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    pool: AsyncConnectionPool,
+    merchant: NewMerchant,
+    services: Services,
+    clock: ManualClock,
+    emitted_by: EmittedBy,
+) -> None:
+    """Every billing write route once, its invoices collected at the sandbox account the
+    payments part made; then billing's DELETE routes, the engine's steps, and requests
+    that change nothing."""
+
+    async def written_since(before: int) -> list[str]:
+        return [kind for kind, _, _ in (await events(pool, merchant.id))[before:]]
+
+    async def latest_invoice(subscription_id: str) -> str:
+        reply = await client.get(f"/v1/subscriptions/{subscription_id}", headers=auth)
+        invoice_id: str = reply.json()["latest_invoice"]
+        return invoice_id
+
+    async def customer(email: str, **more: Any) -> str:
+        """A customer with pm_card_visa saved: a payment method made, attached, then it."""
+        body = {"email": email, "payment_method": "pm_card_visa", **more}
+        made = await emitted_by(
+            "/v1/customers",
+            body,
+            ["payment_method.created", "payment_method.attached", "customer.created"],
+        )
+        return made[-1][1]
+
+    def created(emitted: Emitted) -> str:
+        [subscription_id] = [a for kind, a, _ in emitted if kind == "customer.subscription.created"]
+        return subscription_id
+
+    [(_, product_id, _)] = await emitted_by("/v1/products", {"name": "Premium"})
+    await emitted_by(f"/v1/products/{product_id}", {"description": "Films and series"})
+    monthly = {"product": product_id, "currency": "usd", "recurring": {"interval": "month"}}
+    [(_, price_id, _)] = await emitted_by("/v1/prices", {**monthly, "unit_amount": 1000})
+    [(_, _, price)] = await emitted_by(f"/v1/prices/{price_id}", {"nickname": "monthly"})
+    assert price["nickname"] == "monthly"
+    await emitted_by("/v1/dunning/policy", {"final_action": "mark_unpaid"})
+
+    card = {"invoice_settings": {"default_payment_method": "pm_card_visa"}}
+    paying = await customer("paying@example.com", **card)
+    items = {"customer": paying, "items": [{"price": price_id}]}
+    first = await emitted_by("/v1/subscriptions", items, FIRST_SUBSCRIPTION, key="first-sub")
+    sub_id = created(first)
+    assert first[-1][1] == sub_id and first[-1][2]["status"] == "active"
+    paid_invoice = await latest_invoice(sub_id)
+    [(_, _, updated)] = await emitted_by(f"/v1/subscriptions/{sub_id}", {"metadata": {"a": "b"}})
+    assert updated["metadata"] == {"a": "b"}
+    credited = await emitted_by(
+        "/v1/credit_notes", {"invoice": paid_invoice, "amount": 300, "credit_amount": 300}
+    )
+    credit_note_id = credited[1][1]
+    assert credited[2][1] == paid_invoice
+    await emitted_by(f"/v1/credit_notes/{credit_note_id}/void", {})
+
+    # A test clock: a trial that ends without a card pauses; a card saved, it resumes.
+    start = unix(clock.now())
+    [(_, clock_id, _)] = await emitted_by("/v1/test_helpers/test_clocks", {"frozen_time": start})
+    on_clock = await customer("trial@example.com", test_clock=clock_id)
+    trial = await emitted_by(
+        "/v1/subscriptions",
+        {
+            "customer": on_clock,
+            "items": [{"price": price_id}],
+            "trial_period_days": 1,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "pause"}},
+        },
+        # The trial's invoice, of nothing, is paid as it is finalized; nothing is posted.
+        [
+            "invoice.created",
+            "invoice.finalized",
+            "invoice.paid",
+            "invoice.payment_succeeded",
+            "customer.subscription.created",
+        ],
+    )
+    trial_id = created(trial)
+    await emitted_by(
+        f"/v1/test_helpers/test_clocks/{clock_id}/advance", {"frozen_time": start + 2 * 86400}
+    )
+    before = len(await events(pool, merchant.id))
+    await Engine(pool, services).run_once()
+    stepped = await written_since(before)
+    assert stepped[0] == "customer.subscription.paused", stepped
+    assert stepped[-1] == "test_helpers.test_clock.ready", stepped
+    reply = await client.get(f"/v1/customers/{on_clock}/payment_methods", headers=auth)
+    saved = reply.json()["data"][0]["id"]
+    await emitted_by(
+        f"/v1/customers/{on_clock}", {"invoice_settings": {"default_payment_method": saved}}
+    )
+    await emitted_by(f"/v1/subscriptions/{trial_id}/resume", {})
+
+    # A draft: a price change invoiced at once while collection keeps invoices as drafts.
+    [(_, dearer, _)] = await emitted_by("/v1/prices", {**monthly, "unit_amount": 2000})
+    await emitted_by(
+        f"/v1/subscriptions/{sub_id}",
+        {
+            "items": [{"price": dearer}],
+            "proration_behavior": "always_invoice",
+            "pause_collection": {"behavior": "keep_as_draft"},
+        },
+        ["invoice.created", "customer.subscription.updated"],
+    )
+    draft = await latest_invoice(sub_id)
+    [*_, (_, _, finalized)] = await emitted_by(f"/v1/invoices/{draft}/finalize", {})
+    assert (finalized["id"], finalized["status"]) == (draft, "open")
+
+    # First invoices left open for the customer to pay: paid, voided, written off.
+    left_open = [
+        "invoice.created",
+        "ledger.transaction.posted",
+        "invoice.finalized",
+        "customer.subscription.created",
+    ]
+    acted: dict[str, str] = {}
+    for action in ("pay", "void", "mark_uncollectible"):
+        made = await emitted_by(
+            "/v1/subscriptions", {**items, "payment_behavior": "default_incomplete"}, left_open
+        )
+        acted[action] = await latest_invoice(created(made))
+        await emitted_by(f"/v1/invoices/{acted[action]}/{action}", {})
+
+    # A card that declines: the subscription is made, incomplete, its invoice unpaid.
+    failing = "pm_card_chargeCustomerFail"
+    declined = await customer(
+        "declined@example.com",
+        payment_method=failing,
+        invoice_settings={"default_payment_method": failing},
+    )
+    [*_, (_, _, failed_invoice)] = await emitted_by(
+        "/v1/subscriptions",
+        {"customer": declined, "items": [{"price": price_id}]},
+        [
+            *left_open,
+            "payment_intent.created",
+            "payment_intent.payment_failed",
+            "invoice.payment_failed",
+        ],
+    )
+    assert (failed_invoice["status"], failed_invoice["attempt_count"]) == ("open", 1)
+
+    # The DELETE routes write their events too.
+    [(_, bare, _)] = await emitted_by("/v1/products", {"name": "Bare"})
+    for path, kind in (
+        (f"/v1/subscriptions/{sub_id}", "customer.subscription.deleted"),
+        (f"/v1/test_helpers/test_clocks/{clock_id}", "test_helpers.test_clock.deleted"),
+        (f"/v1/products/{bare}", "product.deleted"),
+    ):
+        before = len(await events(pool, merchant.id))
+        reply = await client.delete(path, headers=auth)
+        assert reply.status_code == 200, reply.text
+        assert await written_since(before) == [kind], path
+
+    # Replays, repeats of what is done, and refusals write none.
+    count = len(await events(pool, merchant.id))
+    for path, body, status in (
+        (f"/v1/products/{product_id}", {"description": "Films and series"}, 200),
+        (f"/v1/prices/{price_id}", {"nickname": "monthly"}, 200),
+        ("/v1/dunning/policy", {"final_action": "mark_unpaid"}, 200),
+        (f"/v1/subscriptions/{trial_id}", {}, 200),
+        (f"/v1/credit_notes/{credit_note_id}/void", {}, 200),
+        (f"/v1/invoices/{acted['void']}/void", {}, 200),
+        (f"/v1/invoices/{acted['mark_uncollectible']}/mark_uncollectible", {}, 200),
+        (f"/v1/invoices/{acted['pay']}/pay", {}, 400),  # paid
+        (f"/v1/invoices/{draft}/finalize", {}, 400),  # finalized
+        (f"/v1/invoices/{acted['void']}/mark_uncollectible", {}, 400),
+        (f"/v1/subscriptions/{sub_id}", {"metadata": {"c": "d"}}, 400),  # canceled
+        ("/v1/subscriptions", {**items, "items": [{"price": "price_missing"}]}, 404),
+        ("/v1/credit_notes", {"invoice": paid_invoice, "amount": 10**6}, 400),
+        (f"/v1/test_helpers/test_clocks/{clock_id}/advance", {"frozen_time": start}, 404),
+    ):
+        reply = await client.post(path, headers=auth, json=body)
+        assert reply.status_code == status, (path, reply.text)
+    replayed = await client.post(
+        "/v1/subscriptions", headers={**auth, "Idempotency-Key": "first-sub"}, json=items
+    )
+    assert replayed.status_code == 200 and replayed.json()["id"] == sub_id
+    again = await client.delete(f"/v1/subscriptions/{sub_id}", headers=auth)
+    assert again.status_code == 200 and again.json()["status"] == "canceled"
+    assert len(await events(pool, merchant.id)) == count

@@ -190,10 +190,13 @@ def invoice_changes(
 
 
 async def _invoice(conn: Conn, scope: Scope, invoice_id: str, *, lock: bool) -> dict[str, Any]:
-    row = await repo.fetch_one(conn, "invoices", scope, invoice_id, lock=lock)
-    if row is None:
-        raise NotFound("invoice", invoice_id, param="invoice")
-    return row
+    """The invoice; locked after its subscription (invoices.locked) when `lock`."""
+    try:
+        if lock:
+            return await invoices.locked(conn, scope, invoice_id)
+        return await invoices.invoice(conn, scope, invoice_id)
+    except NotFound:
+        raise NotFound("invoice", invoice_id, param="invoice") from None
 
 
 async def _paid_by(conn: Conn, scope: Scope, invoice_id: str) -> dict[str, Any] | None:

@@ -71,10 +71,15 @@ async def pay_invoice(invoice_id: str, request: Request, ctx: RequestContext = C
     async def work(
         connect: Callable[[], Any], scope: Scope, params: InvoiceAction, recovery: Recovery
     ) -> dict[str, Any]:
-        async with connect() as conn:
-            row = await service.invoice(conn, scope, invoice_id)
-        service.require_payable(row)
-        await collection.collect(connect, scope, ctx.services, invoice_id)
+        if recovery.resume_from is not None:
+            # An earlier run of this request may have made its attempt: follow that one,
+            # never make a second.
+            await collection.settle(connect, scope, ctx.services, invoice_id)
+        else:
+            async with connect() as conn, conn.transaction():
+                service.require_payable(await service.invoice(conn, scope, invoice_id))
+                await recovery.checkpoint(conn, invoice_id)
+            await collection.collect(connect, scope, ctx.services, invoice_id, due_only=False)
         async with connect() as conn:
             return await service.get(conn, scope, invoice_id)
 

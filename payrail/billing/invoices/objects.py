@@ -35,7 +35,9 @@ def line_object(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def invoice_object(row: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
+def invoice_object(
+    row: dict[str, Any], lines: list[dict[str, Any]], payment_intent: str | None
+) -> dict[str, Any]:
     return {
         "id": row["id"],
         "object": "invoice",
@@ -67,7 +69,7 @@ def invoice_object(row: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str
         "next_payment_attempt": _ts(row["next_payment_attempt"]),
         "number": row["number"],
         "paid": row["status"] == "paid",
-        "payment_intent": row["payment_intent_id"],
+        "payment_intent": payment_intent,
         "period_end": unix(row["period_end"]),
         "period_start": unix(row["period_start"]),
         "post_payment_credit_notes_amount": row["post_payment_credit_notes_amount"],

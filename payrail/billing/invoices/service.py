@@ -62,8 +62,20 @@ async def lines_of(conn: Conn, invoice_ids: list[str]) -> dict[str, list[dict[st
 
 
 async def render(conn: Conn, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    lines = await lines_of(conn, [r["id"] for r in rows])
-    return [invoice_object(r, lines[r["id"]]) for r in rows]
+    ids = [r["id"] for r in rows]
+    lines = await lines_of(conn, ids)
+    # Stripe's invoice.payment_intent: the intent of its latest attempt, under way or not.
+    latest = {
+        a["invoice_id"]: a["payment_intent_id"]
+        for a in await repo.select(
+            conn,
+            "SELECT DISTINCT ON (invoice_id) invoice_id, payment_intent_id"
+            " FROM invoice_payment_attempts WHERE invoice_id = ANY(%s)"
+            " ORDER BY invoice_id, attempt DESC",
+            (ids,),
+        )
+    }
+    return [invoice_object(r, lines[r["id"]], latest.get(r["id"])) for r in rows]
 
 
 async def invoice(
@@ -73,6 +85,31 @@ async def invoice(
     if row is None:
         raise NotFound("invoice", invoice_id)
     return row
+
+
+async def locked(conn: Conn, scope: Scope, invoice_id: str) -> dict[str, Any]:
+    """The invoice locked, after its subscription: every path that locks both takes the
+    subscription first (the engine's steps do), so two of them never deadlock."""
+    found = await repo.select(
+        conn,
+        "SELECT subscription_id FROM invoices WHERE id = %s AND merchant_id = %s AND livemode = %s",
+        (invoice_id, scope.merchant_id, scope.livemode),
+    )
+    if found and found[0]["subscription_id"] is not None:
+        await conn.execute(
+            "SELECT 1 FROM subscriptions WHERE id = %s FOR UPDATE", (found[0]["subscription_id"],)
+        )
+    return await invoice(conn, scope, invoice_id, lock=True)
+
+
+async def stop_collection(conn: Conn, subscription_id: str) -> None:
+    """Its subscription ended: its open invoices are no longer collected by themselves
+    (as Stripe stops automatic collection); paying one stays possible."""
+    await conn.execute(
+        "UPDATE invoices SET next_payment_attempt = NULL, final_action_at = NULL,"
+        " auto_advance = false WHERE subscription_id = %s AND status IN ('open', 'uncollectible')",
+        (subscription_id,),
+    )
 
 
 async def get(conn: Conn, scope: Scope, invoice_id: str) -> dict[str, Any]:
@@ -332,9 +369,10 @@ async def apply_payment(
         changes.update(status="paid", paid_at=paid_at, next_payment_attempt=None)
     await repo.update(conn, "invoices", row["id"], changes)
     accounts = await postings.accounts(conn, scope, clock, row["currency"])
-    await postings.post(
-        conn, scope, clock, postings.payment_applied(accounts, row["id"], intent_id, amount)
+    move = postings.payment_applied(
+        accounts, row["id"], intent_id, amount, written_off=row["status"] == "uncollectible"
     )
+    await postings.post(conn, scope, clock, move)
     return {**row, **changes}
 
 
@@ -369,8 +407,11 @@ def _require_open(row: dict[str, Any], action: str) -> None:
 
 
 async def _recognized(conn: Conn, invoice_id: str) -> int:
+    """What of its lines is recognised, with the lines locked: a recognition run under
+    way finishes first, and later ones skip them."""
     cur = await conn.execute(
-        "SELECT coalesce(sum(recognized_amount), 0) FROM invoice_lines WHERE invoice_id = %s",
+        "SELECT coalesce(sum(recognized_amount), 0) FROM (SELECT recognized_amount"
+        " FROM invoice_lines WHERE invoice_id = %s FOR UPDATE) lines",
         (invoice_id,),
     )
     found = await cur.fetchone()
@@ -400,7 +441,7 @@ async def void(
         invoice_id,
         owed=row["amount_remaining"],
         credit_used=credit_used,
-        recognized=await _recognized(conn, invoice_id),
+        unrecognized=row["total"] - await _recognized(conn, invoice_id),
     )
     await postings.post(conn, scope, clock, move)
     if credit_used > 0:
@@ -423,6 +464,7 @@ async def void(
         "amount_remaining": 0,
         "voided_at": at,
         "next_payment_attempt": None,
+        "final_action_at": None,
         "updated_at": clock.now(),
     }
     await repo.update(conn, "invoices", invoice_id, changes)
@@ -446,6 +488,7 @@ async def mark_uncollectible(
         "status": "uncollectible",
         "marked_uncollectible_at": at,
         "next_payment_attempt": None,
+        "final_action_at": None,
         "updated_at": clock.now(),
     }
     await repo.update(conn, "invoices", invoice_id, changes)
@@ -465,8 +508,11 @@ async def retry_in_dunning(
         "UPDATE invoices SET next_payment_attempt = %s WHERE merchant_id = %s AND livemode = %s"
         " AND customer_id = %s AND (%s::text IS NULL OR subscription_id = %s)"
         " AND status = 'open' AND collection_method = 'charge_automatically'"
-        " AND attempt_count > 0 AND payment_intent_id IS NULL"
-        " AND (next_payment_attempt IS NOT NULL OR final_action_at IS NOT NULL)",
+        " AND payment_intent_id IS NULL AND auto_advance"
+        # In dunning: failed before (with a retry or the final action ahead), or failed
+        # for want of a card (no attempt made, the final action ahead).
+        " AND (final_action_at IS NOT NULL"
+        "      OR attempt_count > 0 AND next_payment_attempt IS NOT NULL)",
         (at, scope.merchant_id, scope.livemode, customer_id, subscription_id, subscription_id),
     )
     return cur.rowcount

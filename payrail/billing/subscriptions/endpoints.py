@@ -42,7 +42,7 @@ async def _collected(
 ) -> dict[str, Any]:
     """Collect the invoice just made (if it is due now), then answer the subscription."""
     if invoice is not None and invoice["next_payment_attempt"] is not None:
-        await collection.collect(connect, scope, services, invoice["id"])
+        await collection.collect(connect, scope, services, invoice["id"], due_only=True)
     async with connect() as conn:
         return await service.get(conn, scope, sub_id)
 

@@ -31,8 +31,12 @@ from payrail.errors import InvalidRequest, NotFound
 from payrail.events.outbox import OutboxEvent, emit
 from payrail.ids import new_id
 from payrail.money import Money
+from payrail.payments import service as payments
 from payrail.tenants.scope import Scope
 from payrail.vault import repository as vault_repo
+
+# How soon an expiry held up by a payment under way is looked at again.
+INCOMPLETE_RECHECK = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +176,15 @@ async def _terms_of(conn: Conn, price: dict[str, Any]) -> Terms:
 
 
 async def billing_now(conn: Conn, clock: Clock, test_clock_id: str | None) -> datetime:
-    """The time a customer is billed by: its test clock's, or the real one."""
+    """The time a customer is billed by: the real one, or its test clock's — while the
+    clock advances, the moment billing has stepped to (engine.py), then its frozen time."""
     if test_clock_id is None:
         return clock.now()
-    cur = await conn.execute("SELECT frozen_time FROM test_clocks WHERE id = %s", (test_clock_id,))
+    cur = await conn.execute(
+        "SELECT CASE WHEN status = 'advancing' THEN billing_time ELSE frozen_time END"
+        " FROM test_clocks WHERE id = %s",
+        (test_clock_id,),
+    )
     found = await cur.fetchone()
     assert found is not None
     moment: datetime = found[0]
@@ -262,19 +271,31 @@ async def _cycle_invoice(
     reason: str,
     *,
     trial: bool = False,
+    served: tuple[datetime, datetime] | None = None,
 ) -> dict[str, Any]:
     """The invoice of the period [start, end) — made once, whatever retries (its key and
     the database's unique (subscription, period start) see to it) — finalized unless
-    collection is paused with keep_as_draft."""
+    collection is paused with keep_as_draft. `served`: the part of the period the
+    subscription will have (a resume mid-period, a cancel before its end), billed
+    prorated as Stripe does."""
+    full = 0 if trial else t.unit_amount * row["quantity"]
+    amount, prorated = full, False
+    if served is not None and served != (start, end):
+        first, last = served
+        amount = proration.prorate(full, start, end, first) - proration.prorate(
+            full, start, end, last
+        )
+        start, end, prorated = first, last, True
     line = invoices.LineDraft(
         price_id=t.price_id,
         quantity=row["quantity"],
-        amount=0 if trial else t.unit_amount * row["quantity"],
+        amount=amount,
         description=(
             f"Trial period for {t.product_name}" if trial else t.line_description(row["quantity"])
         ),
         period_start=start,
         period_end=end,
+        proration=prorated,
     )
     spec = invoices.InvoiceDraft(
         customer_id=row["customer_id"],
@@ -363,6 +384,19 @@ async def create(
             param="default_payment_method",
             code="resource_missing",
         )
+    charged_now = (
+        trial_end is None
+        and params.collection_method == "charge_automatically"
+        and params.payment_behavior == "allow_incomplete"
+        and t.unit_amount > 0
+    )
+    if charged_now:
+        # Refused here, before anything is written, rather than after the subscription
+        # and its invoice commit: a currency no connector account takes is a 400.
+        cards = await vault_repo.fetch_payment_methods(
+            conn, scope, [payment_method or customer["default_payment_method_id"]]
+        )
+        await payments.route(conn, scope, t.unit_amount, t.currency, cards[0])
     anchor = trial_end or now
     row: dict[str, Any] = {
         "id": new_id("sub"),
@@ -418,6 +452,32 @@ async def create(
     after = await _save(conn, clock, row, after)
     await _publish(conn, scope, clock, after, "customer.subscription.created")
     return after, first
+
+
+async def _require_clock_ready(conn: Conn, row: dict[str, Any]) -> None:
+    if row["test_clock_id"] is None:
+        return
+    cur = await conn.execute(
+        "SELECT status FROM test_clocks WHERE id = %s", (row["test_clock_id"],)
+    )
+    found = await cur.fetchone()
+    if found is not None and found[0] == "advancing":
+        raise InvalidRequest(
+            f"The test clock {row['test_clock_id']} is advancing: change this subscription"
+            " once it is ready.",
+            code="test_clock_advancing",
+        )
+
+
+def _require_caught_up(row: dict[str, Any], now: datetime) -> None:
+    """A change lands on a subscription billed up to now: one with a step due (its test
+    clock advancing, the engine behind) would skip or misprice a period."""
+    if row["next_action_at"] is not None and row["next_action_at"] <= now:
+        raise InvalidRequest(
+            "This subscription has billing due that the billing engine has not applied"
+            " yet (a test clock advancing, or workers catching up); retry in a moment.",
+            code="subscription_billing_due",
+        )
 
 
 def _require_live(row: dict[str, Any]) -> None:
@@ -592,6 +652,17 @@ async def update(
     row = await subscription(conn, scope, sub_id, lock=True)
     _require_live(row)
     now = await billing_now(conn, clock, row["test_clock_id"])
+    _require_caught_up(row, now)
+    await _require_clock_ready(conn, row)
+    if params.items is not None and row["status"] == "incomplete":
+        # Nothing was paid yet to prorate against: Stripe too allows only payment
+        # settings and metadata to change until the first invoice is paid.
+        raise InvalidRequest(
+            "This subscription is incomplete: its first invoice must be paid before its"
+            " price or quantity can change.",
+            param="items",
+            code="subscription_incomplete",
+        )
     after = dict(row)
     made: dict[str, Any] | None = None
     if params.default_payment_method is not None:
@@ -638,9 +709,8 @@ async def update(
     if params.trial_end == "now" and after["status"] == "trialing":
         after.update(trial_end=now, current_period_end=now, billing_cycle_anchor=now)
         after = await _save(conn, clock, row, after)
-        after, made = await _renew(conn, scope, clock, after, now)
-        await _publish(conn, scope, clock, after, "customer.subscription.updated")
-        return after, made
+        # Its own event: updated, or paused / deleted when the trial ends without a card.
+        return await _renew(conn, scope, clock, after, now)
     if _scheduled(after) == _scheduled(row):
         return row, made  # an update that changes nothing writes nothing, emits nothing
     saved = await _save(conn, clock, row, after)
@@ -669,6 +739,7 @@ async def _end(
     }
     # Pending prorations have no invoice left to ride on: they lapse, as in Stripe.
     after = await _save(conn, clock, row, after)
+    await invoices.stop_collection(conn, row["id"])
     await _publish(conn, scope, clock, after, "customer.subscription.deleted")
     return after
 
@@ -680,6 +751,8 @@ async def cancel(
     if row["status"] in states.ENDED:
         return row
     now = await billing_now(conn, clock, row["test_clock_id"])
+    _require_caught_up(row, now)
+    await _require_clock_ready(conn, row)
     details = params.cancellation_details
     extra = {"cancellation_comment": details.comment, "cancellation_feedback": details.feedback}
     return await _end(conn, scope, clock, row, now, "cancellation_requested", extra)
@@ -696,13 +769,20 @@ async def resume(
             code="subscription_not_paused",
         )
     now = await billing_now(conn, clock, row["test_clock_id"])
+    _require_caught_up(row, now)
+    await _require_clock_ready(conn, row)
     t = await current_terms(conn, scope, row["price_id"])
-    after = {**row, "status": "active", "current_period_start": now}
+    after = {**row, "status": "active"}
     if params.billing_cycle_anchor == "now":
         after["billing_cycle_anchor"] = now
-    after["current_period_end"] = period_end(after, t, now)
+    anchor, zone = after["billing_cycle_anchor"], after["time_zone"]
+    index = periods.period_index_at(anchor, t.interval, t.interval_count, now, zone)
+    start, end = periods.period_bounds(anchor, t.interval, t.interval_count, index, zone)
+    after.update(current_period_start=start, current_period_end=end)
+    # With the anchor kept, only the rest of the period is billed (none: in full).
+    served = (now, end) if params.proration_behavior != "none" else None
     made = await _cycle_invoice(
-        conn, scope, clock, after, t, now, after["current_period_end"], "subscription_cycle"
+        conn, scope, clock, after, t, start, end, "subscription_cycle", served=served
     )
     after["latest_invoice_id"] = made["id"]
     after = await _save(conn, clock, row, after)
@@ -713,9 +793,12 @@ async def resume(
 async def _renew(
     conn: Conn, scope: Scope, clock: Clock, row: dict[str, Any], at: datetime
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The period that starts `at`: a pending change applied, the trial ended, invoiced."""
+    """The period that starts `at`: a pending change applied, the trial ended, invoiced;
+    its one event published (updated; paused or deleted for a trial ending without a
+    card)."""
     after = dict(row)
     if row["pending_price_id"] is not None:
+        before = await current_terms(conn, scope, row["price_id"])
         after.update(
             price_id=row["pending_price_id"],
             quantity=row["pending_quantity"],
@@ -723,10 +806,13 @@ async def _renew(
             pending_quantity=None,
         )
     t = await current_terms(conn, scope, after["price_id"])
+    if row["pending_price_id"] is not None and (before.interval, before.interval_count) != (
+        t.interval,
+        t.interval_count,
+    ):
+        after["billing_cycle_anchor"] = at  # a new interval starts its own cycle
     if row["status"] == "trialing":
-        if row["default_payment_method_id"] is None and row["collection_method"] == (
-            "charge_automatically"
-        ):
+        if row["collection_method"] == "charge_automatically" and not await _has_card(conn, row):
             if row["missing_payment_method"] == "cancel":
                 return await _end(conn, scope, clock, row, at, "payment_failed"), None
             if row["missing_payment_method"] == "pause":
@@ -736,12 +822,28 @@ async def _renew(
                 return after, None
         after["status"] = "active"
     after["current_period_start"] = at
-    after["current_period_end"] = period_end(after, t, at)
+    end = after["current_period_end"] = period_end(after, t, at)
+    # A cancel_at inside the new period bills only the part before it.
+    cancel = after["cancel_at"]
+    served = (at, cancel) if cancel is not None and at < cancel < end else None
     made = await _cycle_invoice(
-        conn, scope, clock, after, t, at, after["current_period_end"], "subscription_cycle"
+        conn, scope, clock, after, t, at, end, "subscription_cycle", served=served
     )
     after["latest_invoice_id"] = made["id"]
-    return await _save(conn, clock, row, after), made
+    after = await _save(conn, clock, row, after)
+    await _publish(conn, scope, clock, after, "customer.subscription.updated")
+    return after, made
+
+
+async def _has_card(conn: Conn, row: dict[str, Any]) -> bool:
+    """A card collection would use: the subscription's, or its customer's default."""
+    if row["default_payment_method_id"] is not None:
+        return True
+    cur = await conn.execute(
+        "SELECT default_payment_method_id FROM customers WHERE id = %s", (row["customer_id"],)
+    )
+    found = await cur.fetchone()
+    return found is not None and found[0] is not None
 
 
 async def apply_step(
@@ -753,6 +855,17 @@ async def apply_step(
     if step is None:
         return await _save(conn, clock, row, row), None, False
     if isinstance(step, states.Expire):
+        in_flight = await repo.select(
+            conn,
+            "SELECT 1 FROM invoices WHERE subscription_id = %s AND status = 'open'"
+            " AND payment_intent_id IS NOT NULL",
+            (row["id"],),
+        )
+        if in_flight:
+            # Its first payment may yet succeed: look again once it has an outcome.
+            later = now + INCOMPLETE_RECHECK
+            await repo.update(conn, "subscriptions", row["id"], {"next_action_at": later})
+            return {**row, "next_action_at": later}, None, False
         for open_invoice in await repo.select(
             conn,
             "SELECT id FROM invoices WHERE subscription_id = %s AND status = 'open'"
@@ -763,6 +876,8 @@ async def apply_step(
         after = await _save(
             conn, clock, row, {**row, "status": "incomplete_expired", "ended_at": step.at}
         )
+        # An attempt under way is left to finish; nothing more is tried after it.
+        await invoices.stop_collection(conn, row["id"])
         await _publish(conn, scope, clock, after, "customer.subscription.updated")
         return after, None, True
     if isinstance(step, states.Cancel):
@@ -774,12 +889,19 @@ async def apply_step(
         await _publish(conn, scope, clock, after, "customer.subscription.updated")
         return after, None, True
     after, made = await _renew(conn, scope, clock, row, step.at)
-    await _publish(conn, scope, clock, after, "customer.subscription.updated")
     return after, made, True
 
 
 async def after_invoice_paid(conn: Conn, scope: Scope, clock: Clock, sub_id: str) -> dict[str, Any]:
     row = await subscription(conn, scope, sub_id, lock=True)
+    unpaid = await repo.select(
+        conn,
+        "SELECT 1 FROM invoices WHERE subscription_id = %s AND status = 'open'"
+        " AND attempt_count > 0 LIMIT 1",
+        (sub_id,),
+    )
+    if unpaid:
+        return row  # another invoice of it is still in dunning
     status = states.after_payment(row["status"])
     if status == row["status"]:
         return row

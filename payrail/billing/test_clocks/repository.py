@@ -63,7 +63,9 @@ async def fetch_clocks(
 
 async def start_advance(conn: Conn, clock_id: str, target: datetime) -> None:
     await conn.execute(
-        "UPDATE test_clocks SET frozen_time = %s, status = 'advancing' WHERE id = %s",
+        # Billing starts from the old frozen time and steps up to the new one.
+        "UPDATE test_clocks SET billing_time = frozen_time, frozen_time = %s,"
+        " status = 'advancing' WHERE id = %s",
         (target, clock_id),
     )
 

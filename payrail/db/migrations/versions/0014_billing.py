@@ -112,6 +112,10 @@ CREATE TABLE test_clocks (
     livemode        boolean NOT NULL CHECK (NOT livemode),
     name            text,
     frozen_time     timestamptz NOT NULL,
+    -- While advancing: the time billing has reached, stepped by the engine from one due
+    -- moment to the next up to frozen_time, so that renewals, retries and final actions
+    -- between the old and the new frozen time happen in their order, each at its time.
+    billing_time    timestamptz,
     status          text NOT NULL CHECK (status IN ('ready', 'advancing', 'internal_failure')),
     deletes_after   timestamptz NOT NULL,
     created_at      timestamptz NOT NULL,
@@ -282,6 +286,7 @@ CREATE UNIQUE INDEX invoices_number ON invoices (merchant_id, livemode, number)
 CREATE INDEX invoices_merchant ON invoices (merchant_id, livemode, seq);
 CREATE INDEX invoices_customer ON invoices (customer_id, seq);
 CREATE INDEX invoices_subscription ON invoices (subscription_id, seq) WHERE subscription_id IS NOT NULL;
+CREATE INDEX invoices_test_clock ON invoices (test_clock_id) WHERE test_clock_id IS NOT NULL;
 CREATE INDEX invoices_collect ON invoices (next_payment_attempt)
     WHERE next_payment_attempt IS NOT NULL;
 CREATE INDEX invoices_final_action ON invoices (final_action_at)
