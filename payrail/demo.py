@@ -26,6 +26,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from payrail.billing import demo as business_demo
 from payrail.clock import SystemClock
 from payrail.config import Settings
 from payrail.connectors.sandbox import SandboxConfig
@@ -90,6 +91,7 @@ class Outcome:
     webhooks: list[Webhook] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the user should know or do
     rejected: list[str] = field(default_factory=list)  # signatures that did not verify
+    business: business_demo.Business | None = None  # the subscription business's months
 
 
 def _reachable(url: str, path: str = "/openapi.json") -> bool:
@@ -576,6 +578,8 @@ def run(settings: Settings, url: str) -> None:
             ):
                 outcome = _run_against(local, key, psp_url)
     _print(console, outcome, url)
+    if outcome.business is not None:
+        business_demo.show(console, outcome.business)  # exits 1 if a step of it failed
     if outcome.rejected:
         console.print("[red]webhook signatures that did not verify; the demo fails[/red]")
         raise SystemExit(1)
@@ -672,4 +676,5 @@ def _run_against(url: str, key: str, psp_url: str) -> Outcome:
                 # Nothing is left sending to a receiver that is about to stop.
                 api.delete(f"/v1/webhook_endpoints/{endpoint['id']}")
         outcome.published = _published(api)
+        outcome.business = business_demo.run(api)
         return outcome

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,11 +121,13 @@ def test_up_serves_while_a_second_terminal_creates_a_merchant(
         base_url=sandbox, headers={"Authorization": f"Bearer {DEFAULT_SECRET}"}
     ) as psp:
         made = psp.get("/sandbox/record").json()["payments"]
-        assert sorted((p["status"], p["amount_captured"]) for p in made) == [
+        # The scenario's payments come first, then the subscription business's.
+        assert sorted((p["status"], p["amount_captured"]) for p in made[:3]) == [
             ("captured", 1500),
             ("captured", 2500),
             ("captured", 3000),
         ], "the demo paid through up's sandbox, each payment charged once"
+        assert Counter(p["status"] for p in made[3:]) == {"captured": 50, "declined": 25}
         assert psp.post("/sandbox/faults", json={}).json()["rate"] == 0, "faults off again"
 
 
@@ -139,6 +142,31 @@ def assert_demo_ran(stdout: str) -> None:
     ):
         row = rf"│ {re.escape(what)} +│ succeeded +│ {received} +│ {refunded} +│ 1 +│"
         assert re.search(row, stdout), f"{what}: {stdout}"
+    # The subscription business: six months on a test clock, billed by up's worker.
+    assert re.search(
+        r"subscription business: 30 customers on test clock clock_\w+, 6 of 6 simulated months",
+        stdout,
+    )
+    months = re.findall(
+        r"^│(\d{4}-\d\d-\d\d) +│ +([\d.]+) │ +([\d.]+) │" + r" +(\d+) │" * 5 + r" +(\d+)│$",
+        stdout,
+        re.MULTILINE,
+    )
+    # clock, MRR USD, MRR EUR, paying subscriptions, new, upgraded, churned, failed, recovered
+    assert months == [
+        ("2026-01-01", "235.50", "85.00", "17", "24", "0", "0", "0", "0"),
+        ("2026-02-01", "260.33", "137.00", "23", "2", "0", "0", "10", "0"),
+        ("2026-03-01", "316.33", "130.33", "23", "1", "1", "2", "5", "1"),
+        ("2026-04-01", "324.67", "151.17", "25", "1", "1", "0", "5", "1"),
+        ("2026-05-01", "332.17", "119.00", "25", "1", "0", "2", "5", "0"),
+        ("2026-06-01", "355.67", "119.00", "25", "1", "0", "1", "0", "1"),
+        ("2026-07-01", "355.67", "119.00", "25", "0", "0", "0", "0", "0"),
+    ], stdout
+    assert "prorations billed for upgrades: USD 85.05" in stdout
+    assert (
+        "failed-payments report: 5 invoices failed, 3 recovered, 2 lost, 0 at risk;"
+        " recovery rate 60.00%"
+    ) in stdout
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
