@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from pathlib import Path
 from typing import Annotated, Any
 
 import psycopg
@@ -154,6 +155,53 @@ def report_failed_payments(
             now=SystemClock().now(),
             console=console,
         )
+
+
+@bench_app.command("billing")
+def bench_billing(
+    subscriptions: Annotated[
+        int, typer.Option(min=1, help="Active monthly subscriptions, all due at once.")
+    ] = 10_000,
+    workers: Annotated[
+        str, typer.Option(help="Billing worker processes per round, comma-separated.")
+    ] = "1,2,4",
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="An empty database to run on, instead of a throwaway embedded one."),
+    ] = None,
+    sample: Annotated[
+        int, typer.Option(min=1, help="Renewals timed step by step in one worker.")
+    ] = 2_000,
+    batch: Annotated[int, typer.Option(min=1, help="Subscriptions a worker claims at once.")] = 100,
+    pgbench_seconds: Annotated[int, typer.Option(min=1, help="Seconds of pgbench.")] = 10,
+    profile: Annotated[
+        Path | None,
+        typer.Option(help="Also profile the sample in one worker; cProfile stats to this file."),
+    ] = None,
+) -> None:
+    """Subscription renewals/s end to end (invoice, payment, ledger, events) by number of
+    billing workers, beside pgbench TPC-B tps."""
+    from payrail.bench.billing import parse_workers, run
+
+    try:
+        counts = parse_workers(workers)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--workers") from None
+    with console.status("benchmarking billing (a throwaway PostgreSQL, pgbench, ours)") as status:
+        rows = run(
+            subscriptions=subscriptions,
+            workers=counts,
+            database_url=database_url,
+            sample=sample,
+            batch=batch,
+            pgbench_seconds=pgbench_seconds,
+            profile=profile,
+            progress=lambda text: status.update(f"benchmarking billing: {text}"),
+        )
+    table = Table("measure", "figure", "target / reference", title="payrail bench billing")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 @db_app.command("upgrade")
