@@ -185,9 +185,17 @@ async def test_billing_workers_killed_at_random_bill_each_subscription_once(
     finally:
         workers.stop()
     elapsed = time.monotonic() - started
-    print(f"\n{SUBSCRIPTIONS} renewals: {elapsed:.1f} s, {kills} workers killed")
     assert kills > 0
+    in_flight: int = await one(
+        pool, "SELECT count(*) FROM invoices WHERE payment_intent_id IS NOT NULL"
+    )
     await finish_later(pool, services, clock)
+    retried: int = await one(pool, "SELECT count(*) FROM invoices WHERE attempt_count > 1")
+    print(
+        f"\n{SUBSCRIPTIONS} renewals: {elapsed:.1f} s, {kills} workers killed,"
+        f" {in_flight} payments left in flight, {retried} invoices charged again after a"
+        " charge the PSP never received"
+    )
 
     # Each subscription: exactly one invoice for its due period, paid in full.
     merchant_id = await merchant_of(pool, originals[0])

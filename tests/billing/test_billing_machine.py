@@ -90,7 +90,10 @@ PRICES: dict[str, tuple[str, int, str]] = {
 }
 PRICE_KEYS = st.sampled_from(sorted(PRICES))
 TRIALS = st.sampled_from([None, None, 7, 30])
-CUSTOMERS = 3
+# One customer per zone: periods are cut at month ends in the customer's zone, across
+# daylight saving changes.
+ZONES = ["UTC", "America/New_York", "Asia/Tokyo"]
+CUSTOMERS = len(ZONES)
 # The customer's default card: one that works, one the issuer declines, one that needs
 # the cardholder (3D Secure) and so fails off-session.
 CARDS = {
@@ -171,12 +174,13 @@ async def prepare(server_url: str, database: str, psp_url: str) -> Base:
                 prices[key] = price["id"]
             customers: list[str] = []
             cards: dict[str, dict[str, str]] = {}
-            for _ in range(CUSTOMERS):
+            for zone in ZONES:
                 customer = await _ok(
                     http,
                     "/v1/customers",
                     {
                         "email": "jenny@example.com",
+                        "time_zone": zone,
                         "payment_method": "pm_card_visa",
                         "invoice_settings": {"default_payment_method": "pm_card_visa"},
                     },
