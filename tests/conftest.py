@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-import structlog
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
@@ -27,7 +26,7 @@ from payrail.clock import ManualClock
 from payrail.db.embedded import NON_DURABLE, EmbeddedPostgres
 from payrail.db.migrate import upgrade, with_database
 from payrail.db.pool import open_pool
-from payrail.ops.logging import MaskingFormatter
+from payrail.ops.logging import MaskingFormatter, configure_structlog
 from payrail.ops.logging import configure as configure_logging
 from payrail.runtime import serve_in_thread
 from payrail.tenants.service import NewMerchant, create_merchant
@@ -134,6 +133,13 @@ def live_server(database_url: str, clock: ManualClock) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session", autouse=True)
+def plain_structlog() -> None:
+    """payrail's own log lines. structlog's default renders tracebacks through rich,
+    locals and all, which costs seconds per logged exception."""
+    configure_structlog(logging.DEBUG)
+
+
 @pytest.fixture
 def written_logs() -> Iterator[io.StringIO]:
     """Everything logged, formatted as payrail writes it, at DEBUG for every logger."""
@@ -150,4 +156,4 @@ def written_logs() -> Iterator[io.StringIO]:
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
-        structlog.reset_defaults()
+        configure_structlog(logging.DEBUG)

