@@ -29,14 +29,13 @@ is one transaction whose entries net per account, so a retried step posts it onc
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from payrail.clock import Clock
 from payrail.ledger import service as ledger
-from payrail.ledger.schemas import AccountCreate, EntryCreate, TransactionCreate
+from payrail.ledger.purposes import movement, purpose_account
+from payrail.ledger.schemas import AccountCreate, TransactionCreate
 from payrail.payments import postings as payment_postings
 from payrail.tenants.scope import Scope
 
@@ -67,26 +66,12 @@ class Accounts:
 
 
 async def _account(conn: Conn, scope: Scope, clock: Clock, purpose: Purpose, currency: str) -> str:
-    key = (scope.merchant_id, scope.livemode, purpose, currency)
-    select = (
-        "SELECT ledger_account_id FROM billing_ledger_accounts WHERE merchant_id = %s"
-        " AND livemode = %s AND purpose = %s AND currency = %s"
-    )
-    found = await (await conn.execute(select, key)).fetchone()
-    if found is not None:
-        return str(found[0])
-    # First use: one creator per key, so no orphan ledger account is made in a race.
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-        ("billing|" + "|".join(map(str, key)),),
-    )
-    found = await (await conn.execute(select, key)).fetchone()
-    if found is not None:
-        return str(found[0])
-    account = await ledger.create_account(
+    return await purpose_account(
         conn,
         scope,
         clock,
+        "billing_ledger_accounts",
+        {"purpose": purpose, "currency": currency},
         AccountCreate(
             name=f"billing {purpose.replace('_', ' ')} {currency}",
             type=_KINDS[purpose],
@@ -95,12 +80,6 @@ async def _account(conn: Conn, scope: Scope, clock: Clock, purpose: Purpose, cur
             metadata={"billing_purpose": purpose},
         ),
     )
-    await conn.execute(
-        "INSERT INTO billing_ledger_accounts (merchant_id, livemode, purpose, currency,"
-        " ledger_account_id) VALUES (%s, %s, %s, %s, %s)",
-        (*key, account["id"]),
-    )
-    return str(account["id"])
 
 
 async def accounts(conn: Conn, scope: Scope, clock: Clock, currency: str) -> Accounts:
@@ -115,27 +94,6 @@ async def accounts(conn: Conn, scope: Scope, clock: Clock, currency: str) -> Acc
             found[purpose] = await _account(conn, scope, clock, purpose, currency)
     clearing = await payment_postings.clearing_account(conn, scope, clock, currency)
     return Accounts(**found, payment_clearing=clearing)
-
-
-def movement(
-    external_id: str, debits: Iterable[tuple[str, int]], metadata: dict[str, str]
-) -> TransactionCreate | None:
-    """One transaction from signed amounts per account (positive debits, negative
-    credits), netted per account; None when nothing moves."""
-    net: dict[str, int] = defaultdict(int)
-    for account, amount in debits:
-        net[account] += amount
-    entries = [
-        EntryCreate(
-            account=account, direction="debit" if amount > 0 else "credit", amount=abs(amount)
-        )
-        for account, amount in sorted(net.items())
-        if amount != 0
-    ]
-    if not entries:
-        return None
-    assert sum(e.amount if e.direction == "debit" else -e.amount for e in entries) == 0
-    return TransactionCreate(external_id=external_id, entries=entries, metadata=metadata)
 
 
 def finalized(a: Accounts, invoice: dict[str, Any], credit_used: int) -> TransactionCreate | None:

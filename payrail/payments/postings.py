@@ -41,6 +41,7 @@ from psycopg import AsyncConnection
 from payrail.clock import Clock
 from payrail.ledger import repository as ledger_repo
 from payrail.ledger import service as ledger
+from payrail.ledger.purposes import purpose_account
 from payrail.ledger.schemas import AccountCreate, EntryCreate, TransactionCreate
 from payrail.tenants.scope import Scope
 
@@ -77,28 +78,15 @@ class Accounts:
 async def _account(
     conn: Conn, scope: Scope, clock: Clock, purpose: Purpose, currency: str, connector: str
 ) -> str:
-    key = (scope.merchant_id, scope.livemode, purpose, currency, connector)
-    select = (
-        "SELECT ledger_account_id FROM payment_ledger_accounts WHERE merchant_id = %s"
-        " AND livemode = %s AND purpose = %s AND currency = %s AND connector_account_id = %s"
-    )
-    found = await (await conn.execute(select, key)).fetchone()
-    if found is not None:
-        return str(found[0])
-    # First use: one creator per key, so no orphan ledger account is made in a race.
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("|".join(map(str, key)),)
-    )
-    found = await (await conn.execute(select, key)).fetchone()
-    if found is not None:
-        return str(found[0])
     name = f"payments {purpose.replace('_', ' ')} {currency}"
     if connector:
         name += f" at {connector}"
-    account = await ledger.create_account(
+    return await purpose_account(
         conn,
         scope,
         clock,
+        "payment_ledger_accounts",
+        {"purpose": purpose, "currency": currency, "connector_account_id": connector},
         AccountCreate(
             name=name,
             type=_KINDS[purpose],
@@ -107,12 +95,6 @@ async def _account(
             metadata={"payments_purpose": purpose, "connector_account": connector},
         ),
     )
-    await conn.execute(
-        "INSERT INTO payment_ledger_accounts (merchant_id, livemode, purpose, currency,"
-        " connector_account_id, ledger_account_id) VALUES (%s, %s, %s, %s, %s, %s)",
-        (*key, account["id"]),
-    )
-    return str(account["id"])
 
 
 async def accounts(

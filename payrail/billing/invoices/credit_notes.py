@@ -30,6 +30,7 @@ from payrail.billing.subscriptions import service as subscriptions
 from payrail.clock import Clock
 from payrail.errors import InvalidRequest, NotFound
 from payrail.ids import new_id
+from payrail.ledger.purposes import movement
 from payrail.ledger.schemas import TransactionCreate
 from payrail.payments import refunds
 from payrail.payments.schemas import RefundCreate, RefundReason
@@ -443,7 +444,7 @@ async def void(conn: Conn, scope: Scope, clock: Clock, credit_note_id: str) -> d
 
 def _reversal(issued: TransactionCreate, credit_note_id: str) -> TransactionCreate | None:
     """The credit note's posting the other way, under its own external id."""
-    return postings.movement(
+    return movement(
         f"credit_note:{credit_note_id}:void",
         [(e.account, e.amount if e.direction == "credit" else -e.amount) for e in issued.entries],
         {**issued.metadata, "kind": "credit_note_void"},
