@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal, Protocol, get_args
 
 from payrail.connectors.declines import Classification, Decision
@@ -108,4 +109,10 @@ class Connector(Protocol):
     def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: int) -> ProviderEvent:
         """The event in a webhook delivery, once its signature over the raw ``body`` and
         its timestamp (against ``now``, unix seconds) check out; else `WebhookRejected`."""
+        ...
+
+    async def settlement_report(self, report_date: date, format: str) -> bytes:
+        """The provider's settlement report of a day (UTC), as the file it publishes, in
+        `format` (stripe, paypal, adyen) where it offers several; `ConnectorError` when it
+        cannot be had (not out yet, provider down)."""
         ...

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import httpx
@@ -36,6 +37,8 @@ DEFAULT_WEBHOOK_SECRET = "whsec_sandbox"
 # How far a delivery's signed timestamp may be from now, either way: Stripe's default. A
 # captured delivery replayed later than this is refused.
 WEBHOOK_TOLERANCE_SECONDS = 300
+# A day's report of a busy account is large; it is fetched once a day, off the payment path.
+REPORT_TIMEOUT = 120.0
 # Unix seconds have 10 digits until 2286; more is garbage (and int() of a huge string is slow).
 _MAX_TIMESTAMP_DIGITS = 12
 
@@ -168,6 +171,18 @@ class SandboxConnector:
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: int) -> ProviderEvent:
         return parse_event(self._webhook_secret, headers, body, now)
+
+    async def settlement_report(self, report_date: date, format: str) -> bytes:
+        params = {"date": report_date.isoformat(), "format": format}
+        try:
+            reply = await self._http.get(
+                "/sandbox/settlement_reports", params=params, timeout=REPORT_TIMEOUT
+            )
+        except httpx.HTTPError as exc:
+            raise ConnectorError(classify_transport(sent=False, status=None)) from exc
+        if reply.status_code != 200:
+            raise ConnectorError(classify_transport(sent=True, status=reply.status_code))
+        return reply.content
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -25,13 +25,14 @@ from typing import Any
 import orjson
 import structlog
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from payrail.clock import Clock, unix
-from payrail.connectors.sandbox import processor, schemas
+from payrail.connectors.sandbox import processor, reports, schemas
 from payrail.connectors.sandbox.config import MAX_WEBHOOK_DELAY_MS, SandboxConfig, check_webhook_url
 from payrail.connectors.sandbox.errors import SandboxError, invalid_request, resource_missing
 from payrail.connectors.sandbox.faults import HEADER, Fault, FaultKind, FaultPlan
@@ -97,6 +98,7 @@ class Sandbox:
         self.store = Store()
         self.plan = FaultPlan(config.fault_rate, config.seed, config.hang_seconds)
         self.hooks = WebhookSettings.of(config)
+        self.report_plan = reports.Plan()
         self.sender = Sender(
             clock,
             self.store.add_delivery,
@@ -259,7 +261,7 @@ class Sandbox:
     def _capture(self, payment_id: str) -> Process:
         def process(body: object, key: str) -> Reply:
             amount = schemas.optional_amount(body)
-            payment = processor.capture(self._payment(payment_id), amount)
+            payment = processor.capture(self._payment(payment_id), amount, at=self._now())
             self.store.update_payment(payment)
             log.info("sandbox capture", payment=payment.id, amount=payment.amount_captured)
             self._emit("payment.captured", payment.to_json())
@@ -387,6 +389,64 @@ class Sandbox:
         self._emit("dispute.created", dispute.to_json())
         return _response(_ok(dispute.to_json()))
 
+    # -- settlement reports ----------------------------------------------------------------
+    # Control-like reads: authenticated, never faulted (a report is not a payment call).
+    # A busy day's file takes seconds to write, so it is written in a thread, from a copy
+    # of the store taken here (its objects are immutable; its dicts are not).
+
+    def _activity(self) -> reports.Activity:
+        store = self.store
+        return reports.Activity(
+            dict(store.payments),
+            list(store.refunds.values()),
+            list(store.disputes.values()),
+            store.account,
+        )
+
+    @staticmethod
+    def _query(request: Request, known: frozenset[str]) -> dict[str, str]:
+        for name in request.query_params:
+            if name not in known:
+                raise invalid_request(f"Received unknown parameter: {name}", name)
+        return dict(request.query_params)
+
+    async def settlement_report(self, request: Request) -> Response:
+        self._authenticate(request)
+        query = self._query(request, _REPORT_PARAMS)
+        day = reports.parse_day(query.get("date"))
+        format = query.get("format")
+        if format not in reports.FORMATS:
+            raise invalid_request(f"format must be one of {', '.join(reports.FORMATS)}.", "format")
+        try:
+            text = await run_in_threadpool(
+                reports.settlement_report, format, self._activity(), day, self.report_plan
+            )
+        except reports.Unrepresentable as exc:
+            raise invalid_request(str(exc), "format") from None
+        log.info("sandbox settlement report", date=str(day), format=format)
+        return _csv_response(text, reports.file_name(format, day))
+
+    async def bank_statement(self, request: Request) -> Response:
+        self._authenticate(request)
+        day = reports.parse_day(self._query(request, _STATEMENT_PARAMS).get("date"))
+        text = await run_in_threadpool(reports.statement, self._activity(), day, self.report_plan)
+        log.info("sandbox bank statement", date=str(day))
+        return _csv_response(text, reports.file_name("bank", day))
+
+    async def set_report_discrepancies(self, request: Request) -> Response:
+        # A control call, like set_faults: no Idempotency-Key, never faulted. The body is
+        # the whole setting: what it leaves out is 0.
+        self._authenticate(request)
+        body = _Body.parse(await request.body())
+        if body.error is not None:
+            raise body.error
+        self.report_plan, day = reports.plan_request(body.value, self.report_plan)
+        plan = self.report_plan
+        set_to = plan.default if day is None else plan.on(day)
+        asked = {**set_to.to_json(), "date": None if day is None else str(day)}
+        log.info("sandbox report discrepancies set", **asked)
+        return _response(_ok(asked))
+
     async def record(self, request: Request) -> Response:
         self._authenticate(request)
         store = self.store
@@ -401,6 +461,15 @@ class Sandbox:
                 }
             )
         )
+
+
+_REPORT_PARAMS = frozenset({"date", "format"})
+_STATEMENT_PARAMS = frozenset({"date"})
+
+
+def _csv_response(text: str, file_name: str) -> Response:
+    disposition = f'attachment; filename="{file_name}"'
+    return Response(text.encode(), 200, {"Content-Disposition": disposition}, media_type="text/csv")
 
 
 def _number(value: object) -> bool:
@@ -528,6 +597,9 @@ def create_app(config: SandboxConfig, clock: Clock) -> Starlette:
         Route("/sandbox/faults", sandbox.set_faults, methods=["POST"]),
         Route("/sandbox/disputes", sandbox.create_dispute, methods=["POST"]),
         Route("/sandbox/record", sandbox.record, methods=["GET"]),
+        Route("/sandbox/settlement_reports", sandbox.settlement_report, methods=["GET"]),
+        Route("/sandbox/bank_statements", sandbox.bank_statement, methods=["GET"]),
+        Route("/sandbox/report_discrepancies", sandbox.set_report_discrepancies, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,

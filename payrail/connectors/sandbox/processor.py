@@ -123,6 +123,9 @@ class Payment:
     reference: str | None
     idempotency_key: str
     created: int
+    # When the money was taken: a manual capture comes later than the authorization, and
+    # settlement reports date a charge by its capture. None until captured.
+    captured_at: int | None
     refunds: tuple[Refund, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -188,17 +191,22 @@ def charge(request: PaymentRequest, *, id: str, idempotency_key: str, created: i
         reference=request.reference,
         idempotency_key=idempotency_key,
         created=created,
+        captured_at=created if decided.status == "captured" else None,
     )
 
 
-def capture(payment: Payment, amount: int | None) -> Payment:
-    """Capture all or part of an authorization; the rest is released, as card networks do."""
+def capture(payment: Payment, amount: int | None, *, at: int | None = None) -> Payment:
+    """Capture all or part of an authorization; the rest is released, as card networks do.
+    ``at`` is when (unix seconds); left out, the authorization's time."""
     if payment.status != "authorized":
         raise _not_in("authorized", "captured", payment)
     amount = payment.amount if amount is None else amount
     if amount > payment.amount:
         raise amount_too_large(f"Cannot capture {amount}: only {payment.amount} was authorized.")
-    return replace(payment, status="captured", amount_captured=amount, fee=fee(amount))
+    captured_at = payment.created if at is None else at
+    return replace(
+        payment, status="captured", amount_captured=amount, fee=fee(amount), captured_at=captured_at
+    )
 
 
 def void(payment: Payment) -> Payment:

@@ -75,6 +75,8 @@ class Store:
         # Request bodies hold card numbers, and a plain hash of a card number falls to brute
         # force; a key that never leaves this process makes the fingerprint useless outside.
         self._fingerprint_key = secrets.token_bytes(32)
+        # Names this sandbox in the ids it makes up for reports (payouts).
+        self.account = secrets.token_hex(8)
 
     def fingerprint(self, method: str, path: str, canonical_body: bytes) -> bytes:
         mac = hmac.new(self._fingerprint_key, digestmod=hashlib.sha256)
