@@ -36,6 +36,10 @@ worker_app = typer.Typer(help="Background workers, one role per process.", no_ar
 events_app = typer.Typer(help="Events: dead letters and their replay.", no_args_is_help=True)
 billing_app = typer.Typer(help="Subscription billing.", no_args_is_help=True)
 report_app = typer.Typer(help="Reports.", no_args_is_help=True)
+recon_app = typer.Typer(
+    help="Reconciliation of providers' settlement reports and bank statements.",
+    no_args_is_help=True,
+)
 bench_app = typer.Typer(
     help="Benchmarks that print figures beside a reference.", no_args_is_help=True
 )
@@ -48,6 +52,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(events_app, name="events")
 app.add_typer(billing_app, name="billing")
 app.add_typer(report_app, name="report")
+app.add_typer(recon_app, name="recon")
 console = Console()
 
 
@@ -105,6 +110,12 @@ def worker_billing() -> None:
     run_worker(Settings.from_env(), "billing")
 
 
+@worker_app.command("recon")
+def worker_recon() -> None:
+    """Fetch and reconcile every connector account's settlement report, daily."""
+    run_worker(Settings.from_env(), "recon")
+
+
 @billing_app.command("run")
 def billing_run(
     until: Annotated[
@@ -155,6 +166,91 @@ def report_failed_payments(
             now=SystemClock().now(),
             console=console,
         )
+
+
+def _reconcile(
+    provider: str,
+    file: Path,
+    day: str | None,
+    connector: str | None,
+    merchant: str | None,
+    live: bool,
+    html: Path | None,
+    csv: Path | None,
+) -> None:
+    from payrail.recon.commands import (
+        CommandError,
+        report_day,
+        run_breaks,
+        run_file,
+        show,
+        write_reports,
+    )
+
+    clock = SystemClock()
+    try:
+        report_date = report_day(day, clock)
+        with database(Settings.from_env()) as url:
+            upgrade(url)
+            run, made, seconds = asyncio.run(
+                run_file(
+                    url,
+                    clock,
+                    provider=provider,
+                    path=file,
+                    report_date=report_date,
+                    connector=connector,
+                    merchant=merchant,
+                    livemode=live,
+                )
+            )
+            if html is not None or csv is not None:
+                write_reports(run, asyncio.run(run_breaks(url, run)), html, csv)
+    except CommandError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    show(console, run, made, seconds)
+
+
+@recon_app.command("run")
+def recon_run(
+    provider: Annotated[str, typer.Option(help="The report's format: stripe, paypal or adyen.")],
+    file: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="The report file.")],
+    date: Annotated[
+        str | None, typer.Option(help="The day it reports (YYYY-MM-DD); default yesterday.")
+    ] = None,
+    connector: Annotated[
+        str | None,
+        typer.Option(help="The connector account (ca_...); needed when there are several."),
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="Also write the run's report as HTML to this file.")
+    ] = None,
+    csv: Annotated[
+        Path | None, typer.Option(help="Also write the run's breaks as CSV to this file.")
+    ] = None,
+) -> None:
+    """Reconcile a provider's settlement report of one day against payrail's ledger."""
+    _reconcile(provider, file, date, connector, None, False, html, csv)
+
+
+@recon_app.command("bank")
+def recon_bank(
+    file: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="The statement CSV.")],
+    merchant: Annotated[str, typer.Option(help="The merchant (mer_...) whose bank it is.")],
+    date: Annotated[
+        str | None, typer.Option(help="The statement's day (YYYY-MM-DD); default yesterday.")
+    ] = None,
+    live: Annotated[bool, typer.Option("--live", help="Live mode instead of test mode.")] = False,
+    html: Annotated[
+        Path | None, typer.Option(help="Also write the run's report as HTML to this file.")
+    ] = None,
+    csv: Annotated[
+        Path | None, typer.Option(help="Also write the run's breaks as CSV to this file.")
+    ] = None,
+) -> None:
+    """Reconcile a bank statement against the payouts the providers reported."""
+    _reconcile("bank", file, date, None, merchant, live, html, csv)
 
 
 @bench_app.command("billing")

@@ -36,6 +36,7 @@ from payrail.db.migrate import upgrade
 from payrail.events.webhooks.schemas import EVENT_TYPES
 from payrail.events.webhooks.signing import verify_stripe_signature
 from payrail.money import Money
+from payrail.recon import demo as recon_demo
 from payrail.runtime import database, serve_in_thread
 from payrail.tenants.service import create_merchant
 from payrail.vault.envelope import Vault
@@ -92,6 +93,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)  # what the user should know or do
     rejected: list[str] = field(default_factory=list)  # signatures that did not verify
     business: business_demo.Business | None = None  # the subscription business's months
+    reconciled: recon_demo.Reconciled | None = None  # today's sandbox report reconciled
 
 
 def _reachable(url: str, path: str = "/openapi.json") -> bool:
@@ -562,7 +564,7 @@ def run(settings: Settings, url: str) -> None:
         waiting = console.status("running the scenario (the in-doubt payment takes ~30 s)")
         if _reachable(url):
             with waiting:
-                outcome = _run_against(url, key, psp_url)
+                outcome = _run_against(url, key, psp_url, database_url)
         else:
             console.print(f"nothing answers at {url}; running the API in this process")
             vault = Vault(Keyring.from_env(settings.data_dir))
@@ -576,10 +578,12 @@ def run(settings: Settings, url: str) -> None:
                 ) as local,
                 waiting,
             ):
-                outcome = _run_against(local, key, psp_url)
+                outcome = _run_against(local, key, psp_url, database_url)
     _print(console, outcome, url)
     if outcome.business is not None:
         business_demo.show(console, outcome.business)  # exits 1 if a step of it failed
+    if outcome.reconciled is not None:
+        recon_demo.show(console, outcome.reconciled)
     if outcome.rejected:
         console.print("[red]webhook signatures that did not verify; the demo fails[/red]")
         raise SystemExit(1)
@@ -650,7 +654,7 @@ def _print(console: Console, outcome: Outcome, url: str) -> None:
         console.print(f"[red]signature rejected:[/red] {rejected}")
 
 
-def _run_against(url: str, key: str, psp_url: str) -> Outcome:
+def _run_against(url: str, key: str, psp_url: str, database_url: str) -> Outcome:
     with (
         httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as api,
         httpx.Client(
@@ -677,4 +681,5 @@ def _run_against(url: str, key: str, psp_url: str) -> Outcome:
                 api.delete(f"/v1/webhook_endpoints/{endpoint['id']}")
         outcome.published = _published(api)
         outcome.business = business_demo.run(api)
+        outcome.reconciled = recon_demo.run(api, psp, database_url)
         return outcome

@@ -32,6 +32,7 @@ from payrail.events.webhooks import delivery
 from payrail.events.webhooks.delivery import DeliveryOptions
 from payrail.events.webhooks.service import CONSUMER as WEBHOOKS
 from payrail.payments import janitor
+from payrail.recon import worker as recon_worker
 from payrail.vault.envelope import Vault
 from payrail.vault.keyring import Keyring
 
@@ -149,7 +150,7 @@ async def _serve(url: str, settings: Settings) -> None:
 
 
 # The background roles: `payrail up` runs them all, `payrail worker ROLE` one of them.
-ROLES = ("janitor", "relay", "webhooks", "billing")
+ROLES = ("janitor", "relay", "webhooks", "billing", "recon")
 
 
 @asynccontextmanager
@@ -174,6 +175,7 @@ async def background(
             lambda: delivery.run(pool, clock, services.vault, stop, delivery_options),
         ],
         "billing": [lambda: Engine(pool, services).run(stop)],
+        "recon": [lambda: recon_worker.run(services, stop)],
     }
     tasks = [asyncio.create_task(start()) for role in roles for start in runners[role]]
     try:
@@ -227,7 +229,7 @@ def worker(settings: Settings, role: str) -> None:
     processes of a role share its work through leases (or Kafka's consumer groups)."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with database(settings) as url:
-        if role not in ("janitor", "billing"):
+        if role not in ("janitor", "billing", "recon"):
             console.print(f"events: {_where_events_go(settings)}")
         console.print(f"{role} running; Ctrl-C stops it")
         with suppress(KeyboardInterrupt):

@@ -167,6 +167,15 @@ def assert_demo_ran(stdout: str) -> None:
         "failed-payments report: 5 invoices failed, 3 recovered, 2 lost, 0 at risk;"
         " recovery rate 60.00%"
     ) in stdout
+    # Today's sandbox report, with the slips the demo asks for, reconciled.
+    assert "reconciliation: today's sandbox report" in stdout
+    found = re.findall(r"^│ (\w+) +│ (sbx\w+) +│ (-?\d+) +│ (-?\d+) +│$", stdout, re.MULTILINE)
+    assert sorted(kind for kind, *_ in found) == [
+        "amount_mismatch",
+        "duplicate",
+        "fee_mismatch",
+        "timing",
+    ], stdout
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])

@@ -29,6 +29,7 @@ from payrail.ledger.endpoints import router as ledger_router
 from payrail.ops.metrics import REGISTRY
 from payrail.payments.endpoints import router as payments_router
 from payrail.payments.webhook_endpoints import router as webhooks_router
+from payrail.recon.endpoints import router as recon_router
 from payrail.vault.endpoints import router as payment_methods_router
 
 log = structlog.get_logger(__name__)
@@ -125,6 +126,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(invoices_router)
     app.include_router(credit_notes_router)
     app.include_router(dunning_router)
+    app.include_router(recon_router)
     # A plain route, outside /v1 and the API's auth: scraped by Prometheus from inside
     # the deployment (docs/operations.md), never exposed to merchants.
     app.add_route("/metrics", _metrics, include_in_schema=False)

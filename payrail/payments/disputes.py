@@ -19,7 +19,7 @@ from payrail.connectors.base import ProviderEvent
 from payrail.errors import NotFound
 from payrail.ids import new_id
 from payrail.ledger.schemas import TransactionCreate
-from payrail.payments import outcomes, postings
+from payrail.payments import outcomes, postings, settlement
 from payrail.payments import repository as repo
 from payrail.payments.objects import dispute_object, publish
 from payrail.payments.repository import Conn
@@ -155,6 +155,10 @@ async def record(
         )
     if money:
         await postings.post(conn, scope, clock, *money)
+        expected = [settlement.dispute(charge, dispute, withdrawn=True)] if change.withdraw else []
+        if change.reinstate:
+            expected.append(settlement.dispute(charge, dispute, withdrawn=False))
+        await settlement.expect(conn, scope, clock, *expected)
     obj = dispute_object(dispute)
     await publish(conn, scope, clock, *((kind, obj) for kind in change.events))
     return "applied"

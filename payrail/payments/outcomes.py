@@ -19,7 +19,7 @@ from payrail.connectors.base import ProviderPayment
 from payrail.connectors.declines import UNKNOWN_DECLINE, Classification, Decision
 from payrail.ledger.schemas import TransactionCreate
 from payrail.ops import metrics
-from payrail.payments import in_doubt, postings, states
+from payrail.payments import in_doubt, postings, settlement, states
 from payrail.payments import repository as repo
 from payrail.payments.objects import intent_object, intent_state, publish
 from payrail.payments.repository import Conn
@@ -226,6 +226,13 @@ async def record_attempt(
         )
         # One statement for the capture (or hold) and its fee.
         await postings.post(conn, scope, clock, money, *_fees(accounts, ref, answer))
+        if outcome == "captured":
+            await settlement.expect(
+                conn,
+                scope,
+                clock,
+                settlement.capture(charge, answer, money.external_id),
+            )
     if charge["status"] in UNDECIDED:
         # Not a late success: that attempt was counted when it was presumed failed.
         await _count_attempt(conn, charge, charge_changes["status"], reason)
@@ -343,6 +350,12 @@ async def record_operation(
             },
         )
         await _fee(conn, scope, clock, charge, answer)
+        await settlement.expect(
+            conn,
+            scope,
+            clock,
+            settlement.capture(charge, answer, hold),
+        )
         return await _apply(conn, scope, clock, intent_row, after, {})
     if answer.status == "voided":
         after = states.canceled(intent)

@@ -19,7 +19,7 @@ from payrail.clock import Clock
 from payrail.connectors.base import ConnectorError, ProviderRefund
 from payrail.errors import InvalidRequest, NotFound
 from payrail.ids import new_id
-from payrail.payments import in_doubt, outcomes, postings, states
+from payrail.payments import in_doubt, outcomes, postings, settlement, states
 from payrail.payments import repository as repo
 from payrail.payments.objects import intent_state, publish, refund_object
 from payrail.payments.repository import Conn
@@ -198,6 +198,11 @@ async def record(
     if answer.status == "failed":
         return await failed(conn, scope, clock, refund_id, "provider_refused")
     await postings.settle_hold(conn, scope, clock, f"refund:{refund_id}", refund["amount"])
+    charge = await repo.fetch_one(conn, "charges", scope, refund["charge_id"])
+    assert charge is not None
+    await settlement.expect(
+        conn, scope, clock, settlement.refund(charge, refund, answer.provider_id)
+    )
     changes = {
         "status": "succeeded",
         "provider_id": answer.provider_id,

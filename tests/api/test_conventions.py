@@ -628,6 +628,11 @@ async def test_openapi_is_served_and_complete(client: httpx.AsyncClient) -> None
         ("get", "/v1/dunning/policy"),
         ("post", "/v1/dunning/policy"),
         ("get", "/v1/reports/failed_payments"),
+        ("get", "/v1/reconciliation_runs"),
+        ("get", "/v1/reconciliation_runs/{run_id}"),
+        ("get", "/v1/reconciliation_breaks"),
+        ("get", "/v1/reconciliation_breaks/{break_id}"),
+        ("post", "/v1/reconciliation_breaks/{break_id}/resolve"),
     }
     found = {
         (method, path)

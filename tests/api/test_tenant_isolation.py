@@ -6,8 +6,11 @@ object id fails it until this file learns how to make an object for that route.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +23,8 @@ from payrail.billing.engine import Engine
 from payrail.clock import ManualClock
 from payrail.connectors.sandbox import SandboxConfig
 from payrail.connectors.sandbox.server import run_sandbox
+from payrail.recon.runs import Source, reconcile_provider
+from payrail.tenants.scope import Scope
 from payrail.tenants.service import NewMerchant
 from tests.conftest import new_merchant
 from tests.connectors.accounts.helpers import SECRET, bearer, sandbox_account
@@ -65,6 +70,8 @@ KINDS = {
     "sub": SUBSCRIPTIONS,
     "in": INVOICES,
     "cn": CREDIT_NOTES,
+    "rcr": "/v1/reconciliation_runs",
+    "rbk": "/v1/reconciliation_breaks",
 }
 # Test clocks start at 2026-01-01 and are advanced a day, by owner and intruder alike.
 FROZEN_TIME = 1_767_225_600
@@ -223,6 +230,44 @@ async def refund(owner: Tenant, tag: str) -> str:
 
 async def dispute(owner: Tenant, tag: str) -> str:
     return await make_dispute(owner.http, owner.headers)
+
+
+async def reconciled(owner: Tenant, tag: str) -> str:
+    """A run of a report of the owner's connector account with one row payrail never
+    made: a run with a missing_internal break. Runs come from files, not the API."""
+    assert owner.pool is not None and owner.services is not None
+    connector = await connector_account(owner, tag)
+    async with owner.pool.connection() as conn:
+        found = await (
+            await conn.execute(
+                "SELECT merchant_id, livemode FROM connector_accounts WHERE id = %s", (connector,)
+            )
+        ).fetchone()
+        assert found is not None
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "report.csv"
+            path.write_text(
+                "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,"
+                f"source_id\ntxn_{tag},2026-01-01 10:00:00,usd,10.00,0.00,10.00,charge,ch_{tag}\n"
+            )
+            async with conn.transaction():
+                run, _ = await reconcile_provider(
+                    conn,
+                    Scope(*found),
+                    owner.services.clock,
+                    connector,
+                    Source(path, "stripe", path.name),
+                    date(2026, 1, 1),
+                )
+    run_id: str = run["id"]
+    return run_id
+
+
+async def reconciliation_break(owner: Tenant, tag: str) -> str:
+    run_id = await reconciled(owner, tag)
+    listed = await owner.get("/v1/reconciliation_breaks", run=run_id)
+    break_id: str = listed["data"][0]["id"]
+    return break_id
 
 
 async def event(owner: Tenant, tag: str) -> str:
@@ -416,12 +461,16 @@ FACTORIES: dict[str, Factory] = {
     "/v1/invoices/{invoice_id}/finalize": draft_invoice,
     "/v1/credit_notes/{credit_note_id}": credit_note,
     "/v1/credit_notes/{credit_note_id}/void": credit_note,
+    "/v1/reconciliation_runs/{run_id}": reconciled,
+    "/v1/reconciliation_breaks/{break_id}": reconciliation_break,
+    "/v1/reconciliation_breaks/{break_id}/resolve": reconciliation_break,
 }
 # Routes refusing an empty body before looking the object up, and a body they take, the
 # same for owner and intruder.
 BODIES: dict[str, Callable[[str], Json]] = {
     "/attach": lambda customer: {"customer": customer},
     "/advance": lambda customer: ADVANCE,
+    "/resolve": lambda customer: {"note": "checked with the provider"},
 }
 
 

@@ -3,7 +3,10 @@ that changes nothing writes none."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +19,8 @@ from payrail.billing.engine import Engine
 from payrail.clock import ManualClock, unix
 from payrail.connectors.sandbox import SandboxConfig
 from payrail.connectors.sandbox.server import run_sandbox
+from payrail.recon.runs import Source, reconcile_provider
+from payrail.tenants.scope import Scope
 from payrail.tenants.service import NewMerchant
 from tests.connectors.accounts.helpers import SECRET, bearer, sandbox_account
 from tests.events import shapes
@@ -93,6 +98,7 @@ WRITE_PATHS = {
     "/v1/prices": ["price.created"],
     "/v1/prices/{price_id}": ["price.updated"],
     "/v1/dunning/policy": ["dunning_policy.updated"],
+    "/v1/reconciliation_breaks/{break_id}/resolve": ["reconciliation.break.resolved"],
     "/v1/test_helpers/test_clocks": ["test_helpers.test_clock.created"],
     "/v1/test_helpers/test_clocks/{test_clock_id}/advance": ["test_helpers.test_clock.advancing"],
     # for a customer with a card, once billing's ledger accounts exist: the first invoice
@@ -362,6 +368,7 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
     ]
 
     await _billing(client, auth, pool, merchant, services, clock, emitted_by)
+    await _reconciliation(pool, merchant, clock, sandbox_id, emitted_by)
     for path, kinds in (
         (f"/v1/customers/{customer_id}", ["customer.deleted"]),
         (f"/v1/routing_rules/{routing_rule_id}", ["routing_rule.deleted"]),
@@ -394,6 +401,43 @@ async def test_each_write_path_emits_its_events_and_nothing_else(
             "SELECT event_envelope(e)::json FROM events e WHERE merchant_id = %s", (merchant.id,)
         )
         shapes.check(row[0] for row in await cur.fetchall())
+
+
+async def _reconciliation(
+    pool: AsyncConnectionPool,
+    merchant: NewMerchant,
+    clock: ManualClock,
+    connector_account_id: str,
+    emitted_by: EmittedBy,
+) -> None:
+    """A run (from a file, not a route) with one row payrail never made: its events, then
+    the break it opened resolved through the API. Of a day before the payments above, so
+    that they are not waited for."""
+    before = len(await events(pool, merchant.id))
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "report.csv"
+        path.write_text(
+            "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,"
+            "source_id\ntxn_1,2025-12-01 10:00:00,usd,10.00,0.00,10.00,charge,ch_unknown\n"
+        )
+        async with pool.connection() as conn, conn.transaction():
+            run, _ = await reconcile_provider(
+                conn,
+                Scope(merchant.id, False),
+                clock,
+                connector_account_id,
+                Source(path, "stripe", path.name),
+                date(2025, 12, 1),
+            )
+    new = (await events(pool, merchant.id))[before:]
+    assert [kind for kind, _, _ in new] == [
+        *["ledger.account.created"] * 2,  # suspense, payouts in transit
+        "ledger.transaction.posted",
+        "reconciliation.break.opened",
+        "reconciliation.run.completed",
+    ]
+    assert new[-1][1] == run["id"]
+    await emitted_by(f"/v1/reconciliation_breaks/{new[-2][1]}/resolve", {"note": "a test charge"})
 
 
 def _matches(template: str, path: str) -> bool:

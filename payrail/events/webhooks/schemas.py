@@ -76,6 +76,11 @@ EVENT_TYPES = frozenset(
         "credit_note.created",
         "credit_note.voided",
         "dunning_policy.updated",
+        "reconciliation.run.completed",
+        "reconciliation.break.opened",
+        "reconciliation.break.escalated",
+        "reconciliation.break.closed",
+        "reconciliation.break.resolved",
     }
 )
 ALL_EVENTS = "*"

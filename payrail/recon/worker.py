@@ -1,0 +1,139 @@
+"""The recon worker: every day, each enabled connector account's settlement report of the
+day before is fetched from its provider and reconciled. Days missed (the worker was down,
+the report was not out yet) are caught up, up to `CATCH_UP_DAYS` back.
+
+Several workers may run: a day is reconciled once, because a run takes its connector
+account's lock and finds the run another worker made (same file) or refuses a second
+file for the day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from payrail.api.context import Services
+from payrail.connectors.base import ConnectorError
+from payrail.errors import PayrailError
+from payrail.recon import metrics
+from payrail.recon.formats.common import ReportError
+from payrail.recon.runs import DEFAULT_RULES, Rules, Source, reconcile_provider
+from payrail.tenants.scope import Scope
+
+log = structlog.get_logger(__name__)
+
+CATCH_UP_DAYS = 3
+# What each provider publishes; the sandbox writes any of them, Stripe's by default, or
+# the one a connector account names in its metadata (`settlement_report_format`).
+DEFAULT_FORMATS = {"sandbox": "stripe", "stripe": "stripe", "paypal": "paypal", "adyen": "adyen"}
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    connector_account_id: str
+    provider: str
+    scope: Scope
+    format: str
+    report_date: date
+
+
+async def due(services: Services, today: date) -> list[Due]:
+    """The (connector account, day) pairs of the last CATCH_UP_DAYS with no run yet."""
+    days = [today - timedelta(days=n) for n in range(CATCH_UP_DAYS, 0, -1)]
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT a.id, a.merchant_id, a.livemode, a.provider, a.metadata, d.day::date"
+                " FROM connector_accounts a CROSS JOIN unnest(%s::date[]) AS d(day)"
+                " WHERE a.enabled AND NOT EXISTS (SELECT 1 FROM recon_runs r"
+                "  WHERE r.connector_account_id = a.id AND r.kind = 'provider'"
+                "  AND r.report_date = d.day)"
+                " ORDER BY d.day, a.seq",
+                (days,),
+            )
+        ).fetchall()
+    return [
+        Due(
+            account,
+            provider,
+            Scope(merchant, livemode),
+            metadata.get("settlement_report_format") or DEFAULT_FORMATS[provider],
+            day,
+        )
+        for account, merchant, livemode, provider, metadata, day in rows
+    ]
+
+
+async def reconcile_one(
+    services: Services, item: Due, rules: Rules = DEFAULT_RULES
+) -> dict[str, Any]:
+    """Fetch the day's report and reconcile it, in one transaction."""
+    async with services.pool.connection() as conn:
+        connector = await services.connectors.get(
+            conn, item.scope, services.vault, item.connector_account_id
+        )
+    content = await connector.settlement_report(item.report_date, item.format)
+    name = f"{item.connector_account_id}-{item.report_date}.{item.format}.csv"
+    with tempfile.TemporaryDirectory(prefix="payrail-recon-") as directory:
+        path = Path(directory) / name
+        path.write_bytes(content)
+        async with services.pool.connection() as conn, conn.transaction():
+            run, _ = await reconcile_provider(
+                conn,
+                item.scope,
+                services.clock,
+                item.connector_account_id,
+                Source(path, item.format, name),
+                item.report_date,
+                rules,
+            )
+    return run
+
+
+async def run_once(services: Services) -> int:
+    """Every due day of every connector account; how many runs succeeded. One account's
+    failure (its report not out, a bad file, a day already reconciled from another file,
+    the database) is logged and counted, and the rest go on."""
+    done = 0
+    for item in await due(services, services.clock.now().date()):
+        try:
+            await reconcile_one(services, item)
+        except (ConnectorError, ReportError, PayrailError) as error:
+            metrics.run_failed(item.provider, type(error).__name__)
+            log.warning(
+                "reconciliation run failed",
+                connector_account=item.connector_account_id,
+                report_date=str(item.report_date),
+                error=str(error),
+            )
+            continue
+        except Exception:
+            metrics.run_failed(item.provider, "error")
+            log.exception(
+                "reconciliation run failed",
+                connector_account=item.connector_account_id,
+                report_date=str(item.report_date),
+            )
+            continue
+        done += 1
+    async with services.pool.connection() as conn:
+        await metrics.observe(conn)
+    return done
+
+
+async def run(services: Services, stop: asyncio.Event, *, interval: float = 300.0) -> None:
+    """Look for due days every `interval` seconds until `stop` is set."""
+    while not stop.is_set():
+        try:
+            await run_once(services)
+        except Exception:
+            log.exception("reconciliation pass failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
