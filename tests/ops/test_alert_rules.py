@@ -56,7 +56,7 @@ def unit_tests() -> list[dict[str, Any]]:
 
 
 def test_the_rules_files_are_valid() -> None:
-    assert [p.name for p in rule_files()] == ["payments.rules.yml"]
+    assert [p.name for p in rule_files()] == ["payments.rules.yml", "recon.rules.yml"]
     promtool("check", "rules", *(str(p) for p in rule_files()))
 
 
