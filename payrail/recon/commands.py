@@ -80,6 +80,9 @@ async def run_file(
             if provider == "bank":
                 if merchant is None:
                     raise CommandError("--merchant: a bank statement is a merchant's (mer_...)")
+                known = "SELECT 1 FROM merchants WHERE id = %s"
+                if await (await conn.execute(known, (merchant,))).fetchone() is None:
+                    raise CommandError(f"--merchant: no merchant {merchant}")
                 run, made = await reconcile_bank(
                     conn, Scope(merchant, livemode), clock, source, report_date, Rules()
                 )

@@ -24,10 +24,14 @@ _ROW_COLUMNS = (
 
 async def ensure_partition(conn: Conn, report_date: date) -> None:
     """The month's partition of provider transactions, made the first time it is needed.
-    Under a lock of its own, so that two runs of one month make it once."""
+    Only then is the month's lock taken (and held to the end of the run's transaction):
+    runs of a month whose partition exists never wait for each other."""
     first = report_date.replace(day=1)
     following = (first + timedelta(days=32)).replace(day=1)
     name = f"recon_provider_transactions_{first:%Y_%m}"
+    exists = "SELECT to_regclass(%s) IS NOT NULL"
+    if (await (await conn.execute(exists, (name,))).fetchone()) == (True,):
+        return
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
     await conn.execute(
         sql.SQL(
@@ -108,7 +112,7 @@ _CANDIDATE_ROWS = sql.SQL("""
       AND p.report_date BETWEEN %(since)s AND %(day)s
     WHERE b.merchant_id = %(merchant)s AND b.livemode = %(mode)s
       AND b.connector_account_id = %(connector)s AND b.status = 'open'
-      AND b.type = 'missing_internal' AND b.stage = 'provider'
+      AND b.type IN ('missing_internal', 'status_mismatch') AND b.stage = 'provider'
 """)
 
 # Each inserted match's expectation, summed per currency: the run's matched totals come
@@ -175,8 +179,8 @@ async def match_by_amount_window(
     since: date,
     window: timedelta,
 ) -> list[tuple[str, int, int]]:
-    """The fallback rule, for rows whose reference payrail does not know at all (a
-    provider that reports its own ids only, an expectation without one): same kind,
+    """The fallback rule, for payrail's movements the provider gave no id for: a row
+    whose reference payrail does not know, of the same kind,
     currency and amount within `window` of each other, taken only when the pair is the
     sole candidate on both sides, so that a guess never pairs the wrong two. The
     expectations it looks at are the report day's still unmatched, and the older ones
@@ -189,8 +193,8 @@ async def match_by_amount_window(
     }
     query = sql.SQL(
         "WITH p AS (SELECT c.* FROM ({candidates}) c"
-        "  WHERE c.id NOT IN (SELECT provider_transaction_id FROM recon_matches"
-        "   WHERE run_id = %(run)s)"
+        "  WHERE NOT EXISTS (SELECT 1 FROM recon_matches m"
+        "   WHERE m.provider_transaction_id = c.id AND m.run_id = %(run)s)"
         "  AND NOT EXISTS (SELECT 1 FROM settlement_expectations k"
         "   WHERE k.connector_account_id = %(connector)s AND k.kind = c.kind"
         "   AND k.provider_reference = c.reference)"
@@ -199,13 +203,16 @@ async def match_by_amount_window(
         "  FROM settlement_expectations e"
         "  WHERE e.connector_account_id = %(connector)s"
         "   AND e.occurred_at >= %(from)s AND e.occurred_at < %(to)s"
-        "   AND e.id NOT IN (SELECT expectation_id FROM recon_matches WHERE run_id = %(run)s)"
+        "   AND e.provider_reference IS NULL"
+        "   AND NOT EXISTS (SELECT 1 FROM recon_matches m"
+        "    WHERE m.expectation_id = e.id AND m.run_id = %(run)s)"
         "  UNION ALL"
         "  SELECT e.id, e.kind, e.currency, e.amount, e.fee, e.occurred_at"
         "  FROM recon_breaks b JOIN settlement_expectations e ON e.id = b.expectation_id"
         "  WHERE b.merchant_id = %(merchant)s AND b.livemode = %(mode)s"
         "   AND b.connector_account_id = %(connector)s AND b.status = 'open'"
         "   AND b.type = 'timing' AND b.stage = 'provider'"
+        "   AND e.provider_reference IS NULL"
         " ), candidates AS ("
         "  SELECT p.id AS p_id, e.id AS e_id, p.fee IS DISTINCT FROM e.fee AS differs,"
         "   count(*) OVER (PARTITION BY p.id) AS for_p,"
@@ -266,16 +273,15 @@ async def unmatched_rows(
         " FROM recon_provider_transactions p"
         " WHERE p.report_id = %s AND p.report_date = %s"
         # This report's rows can only have matched in this run.
-        "  AND p.id NOT IN (SELECT provider_transaction_id FROM recon_matches WHERE run_id = %s)"
+        "  AND NOT EXISTS (SELECT 1 FROM recon_matches m"
+        "   WHERE m.provider_transaction_id = p.id AND m.run_id = %s)"
         " ORDER BY p.line",
         (report_id, report_date, run_id),
     )
     return await cur.fetchall()
 
 
-async def unexpected(
-    conn: Conn, run_id: str, connector_account_id: str, day: date
-) -> list[dict[str, Any]]:
+async def unexpected(conn: Conn, connector_account_id: str, day: date) -> list[dict[str, Any]]:
     """The report day's expectations no provider row matched: what the provider has not
     (yet) reported. Earlier days' were looked at by their own runs, and wait as timing
     breaks."""
@@ -284,16 +290,12 @@ async def unexpected(
         "SELECT e.id, e.provider_reference, e.object_id, e.currency, e.amount, e.fee"
         " FROM settlement_expectations e"
         " WHERE e.connector_account_id = %s AND e.occurred_at >= %s AND e.occurred_at < %s"
-        "  AND e.id NOT IN (SELECT expectation_id FROM recon_matches WHERE run_id = %s)"
-        "  AND NOT EXISTS (SELECT 1 FROM recon_matches m WHERE m.expectation_id = e.id"
-        "   AND m.run_id <> %s)"
+        "  AND NOT EXISTS (SELECT 1 FROM recon_matches m WHERE m.expectation_id = e.id)"
         " ORDER BY e.id",
         (
             connector_account_id,
             utc_midnight(day),
             utc_midnight(day + timedelta(days=1)),
-            run_id,
-            run_id,
         ),
     )
     return await cur.fetchall()
@@ -307,7 +309,8 @@ async def open_breaks(
         "SELECT b.*,"
         " (b.provider_transaction_id IS NULL AND EXISTS (SELECT 1 FROM recon_matches m"
         "   WHERE m.expectation_id = b.expectation_id))"
-        " OR (b.type = 'missing_internal' AND EXISTS (SELECT 1 FROM recon_matches m"
+        " OR (b.type IN ('missing_internal', 'status_mismatch')"
+        "   AND EXISTS (SELECT 1 FROM recon_matches m"
         "   WHERE m.provider_transaction_id = b.provider_transaction_id))"
         " OR (b.payout_id IS NOT NULL AND EXISTS (SELECT 1 FROM recon_bank_lines l"
         "   WHERE l.payout_id = b.payout_id)) AS arrived"
@@ -355,15 +358,34 @@ async def fees_and_payouts(
 
 
 async def insert_payout(conn: Conn, row: dict[str, Any]) -> None:
-    """A payout once per connector, reference and currency: a report that names it again
-    (its rows spread over several days' reports) adds nothing."""
+    """A payout once per connector, reference and currency. A payout whose rows come in
+    several days' reports (Stripe's) grows by each report's rows while it has not reached
+    the bank."""
     await conn.execute(
-        sql.SQL("INSERT INTO recon_payouts ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+        sql.SQL(
+            "INSERT INTO recon_payouts ({}) VALUES ({})"
+            " ON CONFLICT (connector_account_id, provider_reference, currency) DO UPDATE"
+            " SET amount = recon_payouts.amount + excluded.amount,"
+            " transactions = recon_payouts.transactions + excluded.transactions"
+            " WHERE recon_payouts.arrived_run_id IS NULL"
+        ).format(
             sql.SQL(", ").join(map(sql.Identifier, row)),
             sql.SQL(", ").join(sql.Placeholder() * len(row)),
         ),
         tuple(row.values()),
     )
+
+
+async def reverse_payouts(
+    conn: Conn, connector_account_id: str, run_id: str, references: list[tuple[str, str]]
+) -> None:
+    """Payouts that came back (a payout reversal): the bank will not see them."""
+    for reference, currency in references:
+        await conn.execute(
+            "UPDATE recon_payouts SET reversed_run_id = %s WHERE connector_account_id = %s"
+            " AND provider_reference = %s AND currency = %s AND arrived_run_id IS NULL",
+            (run_id, connector_account_id, reference, currency),
+        )
 
 
 async def copy_bank_lines(
@@ -458,7 +480,7 @@ async def payouts_not_arrived(conn: Conn, scope: Scope, report_date: date) -> li
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT o.* FROM recon_payouts o WHERE o.merchant_id = %s AND o.livemode = %s"
-        " AND o.report_date < %s AND o.arrived_run_id IS NULL"
+        " AND o.report_date < %s AND o.arrived_run_id IS NULL AND o.reversed_run_id IS NULL"
         " AND NOT EXISTS (SELECT 1 FROM recon_breaks b WHERE b.payout_id = o.id)"
         " ORDER BY o.report_date, o.id",
         (scope.merchant_id, scope.livemode, report_date),

@@ -28,6 +28,7 @@ from payrail.ids import new_id
 from payrail.recon import breaks, postings
 from payrail.recon import repository as repo
 from payrail.recon.formats import PARSERS, read_bank_statement
+from payrail.recon.formats.common import ProviderRow
 from payrail.recon.objects import break_object, run_object
 from payrail.tenants.scope import Scope
 
@@ -334,14 +335,8 @@ def _lap(phases: dict[str, float], name: str, since: float) -> float:
     return now
 
 
-def _rows(source: Source, stream: IO[bytes]) -> Iterator[Any]:
-    parse = PARSERS.get(source.format)
-    if parse is None:
-        raise InvalidRequest(
-            f"Unknown report format {source.format!r}; use one of {', '.join(sorted(PARSERS))}.",
-            param="format",
-        )
-    return parse(stream, source.name)
+def _rows(source: Source, stream: IO[bytes]) -> Iterator[ProviderRow]:
+    return PARSERS[source.format](stream, source.name)
 
 
 async def reconcile_provider(
@@ -356,6 +351,11 @@ async def reconcile_provider(
     """Reconcile one provider report of one day, in the caller's transaction; the run,
     and whether this call made it (False: the same file had been reconciled already).
     Raises ReportError for a bad file, before anything of it is kept."""
+    if source.format not in PARSERS:
+        raise InvalidRequest(
+            f"Unknown report format {source.format!r}; use one of {', '.join(sorted(PARSERS))}.",
+            param="format",
+        )
     started = await _start(
         conn,
         scope,
@@ -401,12 +401,12 @@ async def reconcile_provider(
     await _classify_pairs(run)
     await _classify_unmatched(run, report_id)
     await _wait_for_missing(run)
-    await _explained(run, report_id)
+    await _explained(run, report_id, payouts_named_on_rows=source.format == "stripe")
     _lap(phases, "classify", mark)
     by_currency: dict[str, dict[str, int]] = {}
-    for currency, count, amount in (t for found in matched.values() for t in found):
+    for currency, pairs, amount in (t for found in matched.values() for t in found):
         totals = by_currency.setdefault(currency, {"count": 0, "amount": 0})
-        totals["count"] += count
+        totals["count"] += pairs
         totals["amount"] += amount
     summary: dict[str, Any] = {
         "rows": count,
@@ -481,7 +481,7 @@ async def _wait_for_missing(run: _Run) -> None:
     """Payrail's movements the provider has not reported: late until due, then missing."""
     assert run.connector_account_id is not None
     due = breaks.due_on(run.report_date, run.rules.timing_days)
-    for e in await repo.unexpected(run.conn, run.run_id, run.connector_account_id, run.report_date):
+    for e in await repo.unexpected(run.conn, run.connector_account_id, run.report_date):
         run.open(
             "provider",
             "timing",
@@ -493,13 +493,16 @@ async def _wait_for_missing(run: _Run) -> None:
         )
 
 
-async def _explained(run: _Run, report_id: str) -> None:
-    """Fees and payouts the report carries: posted, and payouts kept for the bank run.
-    A report that names payouts on its rows but lists none (Stripe's itemized activity)
-    gets each payout as the sum of the rows that name it."""
+async def _explained(run: _Run, report_id: str, *, payouts_named_on_rows: bool) -> None:
+    """Fees and payouts the report carries: posted, and payouts kept for the bank run; a
+    payout that came back is not waited for. Stripe's itemized activity lists no payout
+    but names it on every row it settles (`payouts_named_on_rows`): there a payout is the
+    sum of the rows that name it. Elsewhere (Adyen's batches) a name on a row is not a
+    payout."""
     assert run.connector_account_id is not None
     listed, named = await repo.fees_and_payouts(run.conn, report_id, run.report_date)
     payouts: dict[tuple[str, str], tuple[int, int]] = {}
+    reversed_: list[tuple[str, str]] = []
     for r in listed:
         money = run.out.money(r["currency"], run.connector_account_id)
         if r["kind"] == "fee":
@@ -508,8 +511,10 @@ async def _explained(run: _Run, report_id: str) -> None:
             money.payouts -= int(r["net"])
             if r["kind"] == "payout":
                 payouts[(r["key"], r["currency"])] = (-int(r["net"]), int(r["rows"]))
+            else:
+                reversed_.append((r["key"], r["currency"]))
     listed_keys = {key for key, _ in payouts}
-    for r in named:
+    for r in named if payouts_named_on_rows else []:
         if r["key"] not in listed_keys and int(r["net"]) > 0:
             run.out.money(r["currency"], run.connector_account_id).payouts += int(r["net"])
             payouts[(r["key"], r["currency"])] = (int(r["net"]), int(r["rows"]))
@@ -531,6 +536,7 @@ async def _explained(run: _Run, report_id: str) -> None:
                 "created_at": now,
             },
         )
+    await repo.reverse_payouts(run.conn, run.connector_account_id, run.run_id, reversed_)
 
 
 async def reconcile_bank(

@@ -83,6 +83,8 @@ async def expect(
     amount: int,
     fee: int = 0,
     currency: str = "USD",
+    *,
+    provider_gave_an_id: bool = True,
 ) -> None:
     async with pool.connection() as conn:
         await settlement.expect(
@@ -93,7 +95,7 @@ async def expect(
                 connector_account_id=connector,
                 kind=kind,
                 object_id=f"obj_{kind}_{reference}",
-                provider_reference=reference,
+                provider_reference=reference if provider_gave_an_id else None,
                 payment_reference=reference,
                 currency=currency,
                 amount=amount,

@@ -235,16 +235,32 @@ async def test_a_bad_file_names_its_line_and_column_and_ingests_nothing(
 async def test_the_fallback_pairs_only_sole_candidates_by_amount_and_time(
     pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, connector: str, tmp_path: Path
 ) -> None:
-    """A provider that reports its own ids only: the rule pairs a row with payrail's
-    movement of the same kind, currency and amount within the window, and only when
-    neither side has another candidate."""
+    """Movements the provider gave payrail no id for: the rule pairs a row payrail does not
+    know with one of them of the same kind, currency and amount within the window, and
+    only when neither side has another candidate. A movement with an id waits for its own
+    row, whatever else has its amount."""
     clock.current = clock.current.replace(hour=12)
-    await expect(pool, scope, clock, connector, "charge", "ch_ours_1", 1500, 74)
-    await expect(pool, scope, clock, connector, "charge", "ch_ours_2", 2200, 94)
-    await expect(pool, scope, clock, connector, "charge", "ch_ours_3", 2200, 94)
+    for reference, amount, fee in (
+        ("ours_1", 1500, 74),
+        ("ours_2", 2200, 94),
+        ("ours_3", 2200, 94),
+    ):
+        await expect(
+            pool,
+            scope,
+            clock,
+            connector,
+            "charge",
+            reference,
+            amount,
+            fee,
+            provider_gave_an_id=False,
+        )
+    await expect(pool, scope, clock, connector, "charge", "ch_own", 3300, 125)
     rows = [
         stripe_row("txn_1", "theirs_1", "charge", 1500, 74),
         stripe_row("txn_2", "theirs_2", "charge", 2200, 94),  # two of ours could be it
+        stripe_row("txn_3", "theirs_3", "charge", 3300, 125),  # only ch_own has its amount
     ]
     async with pool.connection() as conn, conn.transaction():
         run, _ = await reconcile_provider(
@@ -257,8 +273,10 @@ async def test_the_fallback_pairs_only_sole_candidates_by_amount_and_time(
     }
     assert await breaks_by_reference(pool) == {
         "theirs_2": ("missing_internal", "open"),
-        "ch_ours_2": ("timing", "open"),
-        "ch_ours_3": ("timing", "open"),
+        "theirs_3": ("missing_internal", "open"),
+        "obj_charge_ours_2": ("timing", "open"),
+        "obj_charge_ours_3": ("timing", "open"),
+        "ch_own": ("timing", "open"),
     }
 
 

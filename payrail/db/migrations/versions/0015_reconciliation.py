@@ -139,6 +139,8 @@ CREATE TABLE recon_payouts (
     run_id                  text NOT NULL REFERENCES recon_runs (id),
     report_date             date NOT NULL,
     arrived_run_id          text REFERENCES recon_runs (id),
+    -- It came back (a payout reversal): the bank will never see it.
+    reversed_run_id         text REFERENCES recon_runs (id),
     created_at              timestamptz NOT NULL,
     UNIQUE (connector_account_id, provider_reference, currency)
 );
