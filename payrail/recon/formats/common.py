@@ -85,6 +85,10 @@ class ReportError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+# An amount of more minor units than this many digits is no real movement, and its sums
+# would outgrow PostgreSQL's bigint: refused by line and column, not by COPY.
+MAX_DIGITS = 18
+
 _AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
@@ -97,6 +101,9 @@ def minor_units(text: str, currency: str) -> int:
     exponent = EXPONENTS[currency]
     if len(fraction) > exponent:
         raise ValueError(f"{text!r} has more decimals than {currency}'s {exponent}")
+    digits = whole.lstrip("-") + fraction.ljust(exponent, "0")
+    if len(digits.lstrip("0")) > MAX_DIGITS:
+        raise ValueError(f"{text!r} is more than payrail keeps ({MAX_DIGITS} digits)")
     return int(whole + fraction.ljust(exponent, "0"))
 
 
@@ -119,8 +126,10 @@ def decimal_minor_units(text: str, currency: str, exponent: int) -> int:
     else:
         cut, digits = len(text), text
     # isascii: int() would take other scripts' digits, which no report format has.
-    if text.isascii() and (
-        digits.isdigit() or (cut > 1 and digits[:1] == "-" and digits[1:].isdigit())
+    if (
+        text.isascii()
+        and len(digits) <= MAX_DIGITS
+        and (digits.isdigit() or (cut > 1 and digits[:1] == "-" and digits[1:].isdigit()))
     ):
         return int(digits)
     return minor_units(text, currency)

@@ -203,6 +203,10 @@ CREATE UNIQUE INDEX recon_breaks_per_expectation ON recon_breaks (expectation_id
 CREATE UNIQUE INDEX recon_breaks_per_payout ON recon_breaks (payout_id) WHERE status = 'open';
 CREATE UNIQUE INDEX recon_breaks_per_bank_line ON recon_breaks (bank_line_id)
     WHERE status = 'open';
+-- Lists page by (merchant, mode, seq) as every listed table does; the CLI and the API's
+-- `run` filter find a run's breaks.
+CREATE INDEX recon_breaks_listed ON recon_breaks (merchant_id, livemode, seq);
+CREATE INDEX recon_breaks_of_run ON recon_breaks (opened_run_id);
 CREATE INDEX recon_breaks_open ON recon_breaks (merchant_id, livemode, connector_account_id)
     WHERE status = 'open';
 
