@@ -513,6 +513,47 @@ def bench_events(
     console.print(table)
 
 
+@bench_app.command("recon")
+def bench_recon(
+    rows: Annotated[
+        int, typer.Option(min=1, help="Expectations, and rows of the provider's report.")
+    ] = 1_000_000,
+    sizes: Annotated[
+        str | None,
+        typer.Option(help="Several report sizes, comma-separated (1000000,2000000); not --rows."),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="A database URL to run on (its server's settings), instead of a throwaway"
+            " embedded PostgreSQL per size.",
+        ),
+    ] = None,
+) -> None:
+    """One day's Stripe report reconciled (parse, match, breaks, ledger) in one
+    transaction, checked against the discrepancies injected, beside plain pandas."""
+    from payrail.bench.recon import parse_sizes, run
+
+    try:
+        counts = parse_sizes(sizes) if sizes is not None else (rows,)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--sizes") from None
+    with console.status("benchmarking reconciliation (a throwaway PostgreSQL, pandas)") as status:
+        table_rows, reconciled_right = run(
+            sizes=counts,
+            database_url=database_url,
+            progress=lambda text: status.update(f"benchmarking reconciliation: {text}"),
+        )
+    table = Table("measure", "figure", "target / reference", title="payrail bench recon")
+    for row in table_rows:
+        table.add_row(*row)
+    console.print(table)
+    if not reconciled_right:
+        console.print("[red]FAIL[/red]: a run did not reconcile what was injected (see checks)")
+        raise typer.Exit(1)
+
+
 @app.command("sandbox-psp")
 def sandbox_psp(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
