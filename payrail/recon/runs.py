@@ -25,7 +25,7 @@ from payrail.clock import Clock
 from payrail.errors import Conflict, InvalidRequest
 from payrail.events.outbox import OutboxEvent, emit
 from payrail.ids import new_id
-from payrail.recon import breaks, postings
+from payrail.recon import breaks, matching, partitions, postings
 from payrail.recon import repository as repo
 from payrail.recon.formats import PARSERS, read_bank_statement
 from payrail.recon.formats.common import ProviderRow
@@ -182,11 +182,11 @@ class _Run:
 
     async def finish(self, stage: Stage, summary: dict[str, Any]) -> dict[str, Any]:
         """Write the breaks, post the ledger, store the summary and the events."""
-        for row in self.out.opened:
-            await repo.insert(self.conn, "recon_breaks", row)
-            await repo.insert(
-                self.conn,
-                "recon_break_history",
+        await repo.copy_into(self.conn, "recon_breaks", self.out.opened)
+        await repo.copy_into(
+            self.conn,
+            "recon_break_history",
+            [
                 {
                     "break_id": row["id"],
                     "merchant_id": self.scope.merchant_id,
@@ -194,8 +194,10 @@ class _Run:
                     "type": row["type"],
                     "run_id": self.run_id,
                     "at": row["created_at"],
-                },
-            )
+                }
+                for row in self.out.opened
+            ],
+        )
         batch = []
         for currency, money in sorted(self.out.movements.items()):
             posted = await postings.transaction(
@@ -371,7 +373,7 @@ async def reconcile_provider(
     # Wall time per phase, for the summary: where a slow day's run spent it.
     phases: dict[str, float] = {}
     mark = time.perf_counter()
-    await repo.ensure_partition(conn, report_date)
+    await partitions.ensure_partition(conn, report_date)
     with source.path.open("rb") as stream:
         count = await repo.copy_rows(
             conn, scope, report_id, report_date, connector_account_id, _rows(source, stream)
@@ -379,29 +381,26 @@ async def reconcile_provider(
     await conn.execute("UPDATE recon_reports SET row_count = %s WHERE id = %s", (count, report_id))
     mark = _lap(phases, "ingest", mark)
     run = _Run(conn, scope, clock, run_id, report_date, connector_account_id, rules)
-    since = report_date - timedelta(days=rules.lookback_days)
-    matched = {
-        "reference": await repo.match_by_reference(
-            conn, scope, run_id, report_id, connector_account_id, report_date, since
-        )
-    }
+    report = matching.Report(
+        scope,
+        run_id,
+        report_id,
+        connector_account_id,
+        report_date,
+        report_date - timedelta(days=rules.lookback_days),
+        count,
+    )
+    matched = {"reference": await matching.match_by_reference(conn, report)}
     if rules.fallback_window is not None:
-        matched["amount_window"] = await repo.match_by_amount_window(
-            conn,
-            scope,
-            run_id,
-            report_id,
-            connector_account_id,
-            report_date,
-            since,
-            rules.fallback_window,
+        matched["amount_window"] = await matching.match_by_amount_window(
+            conn, report, rules.fallback_window
         )
     mark = _lap(phases, "match", mark)
     await run.settle_open_breaks("provider")
     await _classify_pairs(run)
-    await _classify_unmatched(run, report_id)
-    await _wait_for_missing(run)
-    await _explained(run, report_id, payouts_named_on_rows=source.format == "stripe")
+    await _classify_unmatched(run, report)
+    await _wait_for_missing(run, report)
+    await _explained(run, payouts_named_on_rows=source.format == "stripe")
     _lap(phases, "classify", mark)
     by_currency: dict[str, dict[str, int]] = {}
     for currency, pairs, amount in (t for found in matched.values() for t in found):
@@ -420,7 +419,7 @@ async def reconcile_provider(
 
 
 async def _classify_pairs(run: _Run) -> None:
-    for p in await repo.differing_pairs(run.conn, run.run_id):
+    for p in await matching.differing_pairs(run.conn, run.run_id):
         pair = breaks.Pair(
             p["expected_currency"],
             p["expected_amount"],
@@ -458,8 +457,8 @@ async def _classify_pairs(run: _Run) -> None:
         )
 
 
-async def _classify_unmatched(run: _Run, report_id: str) -> None:
-    for p in await repo.unmatched_rows(run.conn, run.run_id, report_id, run.report_date):
+async def _classify_unmatched(run: _Run, report: matching.Report) -> None:
+    for p in await matching.unmatched_rows(run.conn, report):
         kind = breaks.unmatched_break(
             breaks.Unmatched(p["kind"], p["duplicate_of_matched"], p["known_elsewhere"])
         )
@@ -477,11 +476,10 @@ async def _classify_unmatched(run: _Run, report_id: str) -> None:
         )
 
 
-async def _wait_for_missing(run: _Run) -> None:
+async def _wait_for_missing(run: _Run, report: matching.Report) -> None:
     """Payrail's movements the provider has not reported: late until due, then missing."""
-    assert run.connector_account_id is not None
     due = breaks.due_on(run.report_date, run.rules.timing_days)
-    for e in await repo.unexpected(run.conn, run.connector_account_id, run.report_date):
+    for e in await matching.unexpected(run.conn, report):
         run.open(
             "provider",
             "timing",
@@ -493,14 +491,14 @@ async def _wait_for_missing(run: _Run) -> None:
         )
 
 
-async def _explained(run: _Run, report_id: str, *, payouts_named_on_rows: bool) -> None:
+async def _explained(run: _Run, *, payouts_named_on_rows: bool) -> None:
     """Fees and payouts the report carries: posted, and payouts kept for the bank run; a
     payout that came back is not waited for. Stripe's itemized activity lists no payout
     but names it on every row it settles (`payouts_named_on_rows`): there a payout is the
     sum of the rows that name it. Elsewhere (Adyen's batches) a name on a row is not a
     payout."""
     assert run.connector_account_id is not None
-    listed, named = await repo.fees_and_payouts(run.conn, report_id, run.report_date)
+    listed, named = await matching.fees_and_payouts(run.conn)
     payouts: dict[tuple[str, str], tuple[int, int]] = {}
     reversed_: list[tuple[str, str]] = []
     for r in listed:

@@ -2,9 +2,12 @@
 day before is fetched from its provider and reconciled. Days missed (the worker was down,
 the report was not out yet) are caught up, up to `CATCH_UP_DAYS` back.
 
-Several workers may run: a day is reconciled once, because a run takes its connector
-account's lock and finds the run another worker made (same file) or refuses a second
-file for the day.
+Several workers may run and share the due days: a worker claims a (connector account,
+day) before fetching its report, and passes over a day another worker has claimed or
+already reconciled, so each report is fetched once. The claim is a session advisory lock
+on the connection that does the day's work: it goes when the work is done, or when a
+dead worker's connection closes. Each tick also makes the months' partitions of provider
+transactions ahead of time, so that no run has to.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -22,7 +26,8 @@ import structlog
 from payrail.api.context import Services
 from payrail.connectors.base import ConnectorError
 from payrail.errors import PayrailError
-from payrail.recon import metrics
+from payrail.recon import metrics, partitions
+from payrail.recon import repository as repo
 from payrail.recon.formats.common import ReportError
 from payrail.recon.runs import DEFAULT_RULES, Rules, Source, reconcile_provider
 from payrail.tenants.scope import Scope
@@ -30,6 +35,8 @@ from payrail.tenants.scope import Scope
 log = structlog.get_logger(__name__)
 
 CATCH_UP_DAYS = 3
+# Months whose partitions are made ahead, after the current one.
+PARTITION_MONTHS_AHEAD = 2
 # What each provider publishes; the sandbox writes any of them, Stripe's by default, or
 # the one a connector account names in its metadata (`settlement_report_format`).
 DEFAULT_FORMATS = {"sandbox": "stripe", "stripe": "stripe", "paypal": "paypal", "adyen": "adyen"}
@@ -71,40 +78,68 @@ async def due(services: Services, today: date) -> list[Due]:
     ]
 
 
+@contextlib.asynccontextmanager
+async def _claimed(conn: repo.Conn, item: Due) -> AsyncIterator[bool]:
+    """Whether this worker has the day to itself: no other worker holds its claim, and
+    no run of it was made since it was found due. The claim lasts the block."""
+    key = f"recon-day|{item.connector_account_id}|{item.report_date}"
+    taken = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+    if (await (await conn.execute(taken, (key,))).fetchone()) != (True,):
+        yield False
+        return
+    try:
+        done = await repo.run_for_day(
+            conn, item.scope, "provider", item.connector_account_id, item.report_date
+        )
+        yield done is None
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
+
 async def reconcile_one(
     services: Services, item: Due, rules: Rules = DEFAULT_RULES
-) -> dict[str, Any]:
-    """Fetch the day's report and reconcile it, in one transaction."""
-    async with services.pool.connection() as conn:
+) -> dict[str, Any] | None:
+    """Fetch the day's report and reconcile it, in one transaction; None when another
+    worker has the day or has done it."""
+    async with services.pool.connection() as conn, _claimed(conn, item) as claimed:
+        if not claimed:
+            return None
         connector = await services.connectors.get(
             conn, item.scope, services.vault, item.connector_account_id
         )
-    content = await connector.settlement_report(item.report_date, item.format)
-    name = f"{item.connector_account_id}-{item.report_date}.{item.format}.csv"
-    with tempfile.TemporaryDirectory(prefix="payrail-recon-") as directory:
-        path = Path(directory) / name
-        path.write_bytes(content)
-        async with services.pool.connection() as conn, conn.transaction():
-            run, _ = await reconcile_provider(
-                conn,
-                item.scope,
-                services.clock,
-                item.connector_account_id,
-                Source(path, item.format, name),
-                item.report_date,
-                rules,
-            )
-    return run
+        content = await connector.settlement_report(item.report_date, item.format)
+        name = f"{item.connector_account_id}-{item.report_date}.{item.format}.csv"
+        with tempfile.TemporaryDirectory(prefix="payrail-recon-") as directory:
+            path = Path(directory) / name
+            path.write_bytes(content)
+            async with conn.transaction():
+                run, _ = await reconcile_provider(
+                    conn,
+                    item.scope,
+                    services.clock,
+                    item.connector_account_id,
+                    Source(path, item.format, name),
+                    item.report_date,
+                    rules,
+                )
+        return run
 
 
 async def run_once(services: Services) -> int:
-    """Every due day of every connector account; how many runs succeeded. One account's
-    failure (its report not out, a bad file, a day already reconciled from another file,
-    the database) is logged and counted, and the rest go on."""
+    """Every due day of every connector account that no other worker has; how many runs
+    this worker made. One account's failure (its report not out, a bad file, a day
+    already reconciled from another file, the database) is logged and counted, and the
+    rest go on."""
+    today = services.clock.now().date()
+    await partitions.prepare(
+        services.pool,
+        today - timedelta(days=CATCH_UP_DAYS),
+        partitions.month_start(today, PARTITION_MONTHS_AHEAD),
+    )
     done = 0
-    for item in await due(services, services.clock.now().date()):
+    for item in await due(services, today):
         try:
-            await reconcile_one(services, item)
+            reconciled = await reconcile_one(services, item)
         except (ConnectorError, ReportError, PayrailError) as error:
             metrics.run_failed(item.provider, type(error).__name__)
             log.warning(
@@ -122,7 +157,8 @@ async def run_once(services: Services) -> int:
                 report_date=str(item.report_date),
             )
             continue
-        done += 1
+        if reconciled is not None:
+            done += 1
     async with services.pool.connection() as conn:
         await metrics.observe(conn)
     return done

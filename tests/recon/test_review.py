@@ -23,7 +23,7 @@ from payrail.connectors.sandbox_connector import SandboxConnector
 from payrail.recon import service, worker
 from payrail.recon.commands import CommandError, run_file
 from payrail.recon.formats.common import ReportError
-from payrail.recon.repository import ensure_partition
+from payrail.recon.partitions import ensure_partition
 from payrail.recon.runs import Rules, Source, reconcile_bank, reconcile_provider
 from payrail.recon.schemas import BreakList
 from payrail.tenants.scope import Scope
@@ -687,10 +687,6 @@ async def test_a_payout_reversed_while_the_bank_waits_for_it_is_not_escalated(
     assert ("missing_at_bank", "open") not in await breaks_of(pool, "po_9")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: a month's partition is made inside the first run's transaction",
-)
 async def test_the_first_run_of_a_month_does_not_hold_up_runs_of_other_months(
     pool: AsyncConnectionPool,
     client: httpx.AsyncClient,
@@ -738,9 +734,6 @@ async def test_the_first_run_of_a_month_does_not_hold_up_runs_of_other_months(
     assert done, f"January's run waited on {waiting} while February's partition was made"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="known defect: recon workers do not claim days before fetching"
-)
 async def test_racing_recon_workers_share_the_due_days_instead_of_each_doing_all(
     services: Services, clock: ManualClock, connector: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

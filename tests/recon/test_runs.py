@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from payrail.clock import ManualClock
 from payrail.errors import Conflict
+from payrail.recon import matching
 from payrail.recon.formats.common import ReportError
 from payrail.recon.runs import Rules, Source, reconcile_provider
 from payrail.tenants.scope import Scope
@@ -28,6 +29,15 @@ RULES = Rules(fallback_window=None)
 @pytest.fixture
 async def scope(merchant: NewMerchant) -> Scope:
     return Scope(merchant.id, False)
+
+
+@pytest.fixture(params=["planner", "hash_joins"])
+def plans(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A test's report matched as the planner chooses (a few rows: index probes), and
+    again as a large report is (hash joins only, the run's memory raised)."""
+    if request.param == "hash_joins":
+        monkeypatch.setattr(matching, "BULK_ROWS", 0)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -108,6 +118,7 @@ async def test_a_clean_day_matches_everything_and_pays_out_its_net(
     assert await breaks_by_reference(pool) == {}
 
 
+@pytest.mark.usefixtures("plans")
 async def test_each_break_type_is_classified(
     pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, connector: str, tmp_path: Path
 ) -> None:
@@ -156,6 +167,7 @@ async def test_each_break_type_is_classified(
     }
 
 
+@pytest.mark.usefixtures("plans")
 async def test_a_late_row_closes_its_timing_break_and_a_missing_one_escalates(
     pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, connector: str, tmp_path: Path
 ) -> None:
@@ -232,6 +244,7 @@ async def test_a_bad_file_names_its_line_and_column_and_ingests_nothing(
     assert await table_counts(pool) == before
 
 
+@pytest.mark.usefixtures("plans")
 async def test_the_fallback_pairs_only_sole_candidates_by_amount_and_time(
     pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, connector: str, tmp_path: Path
 ) -> None:
@@ -280,6 +293,7 @@ async def test_the_fallback_pairs_only_sole_candidates_by_amount_and_time(
     }
 
 
+@pytest.mark.usefixtures("plans")
 async def test_nothing_is_matched_twice(
     pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, connector: str, tmp_path: Path
 ) -> None:
@@ -318,3 +332,42 @@ async def test_nothing_is_matched_twice(
                     " VALUES (%s, %s, %s, %s, 'reference', false)",
                     (*pair, scope.merchant_id, first_run),
                 )
+
+
+@pytest.mark.usefixtures("plans")
+async def test_a_reference_repeated_in_a_report_matches_its_first_row_only(
+    pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, connector: str, tmp_path: Path
+) -> None:
+    """The COPY notes which row a repeated kind and reference first appeared on; the
+    first is matched, and the repeats are duplicates, however many and wherever."""
+    clock.current = clock.current.replace(hour=12)
+    await expect(pool, scope, clock, connector, "charge", "ch_a", 1000, 59)
+    await expect(pool, scope, clock, connector, "refund", "ch_a", -1000)
+    rows = [
+        stripe_row("txn_1", "ch_b", "charge", 500, 30),
+        stripe_row("txn_2", "ch_a", "charge", 1000, 59),
+        stripe_row("txn_3", "ch_a", "refund", -1000, 0),  # another kind: its own match
+        stripe_row("txn_4", "ch_a", "charge", 1000, 59),
+        stripe_row("txn_5", "ch_b", "charge", 500, 30),
+        stripe_row("txn_6", "ch_a", "charge", 1000, 59),
+    ]
+    run, _ = await reconcile(pool, scope, clock, connector, write_report(tmp_path, "d.csv", rows))
+    async with pool.connection() as conn:
+        lines = await (
+            await conn.execute(
+                "SELECT p.line, p.repeat_of_line, m.expectation_id IS NOT NULL"
+                " FROM recon_provider_transactions p"
+                " LEFT JOIN recon_matches m ON m.provider_transaction_id = p.id ORDER BY p.line"
+            )
+        ).fetchall()
+    # The header is line 1: txn_1 is line 2.
+    assert lines == [
+        (2, None, False),
+        (3, None, True),
+        (4, None, True),
+        (5, 3, False),
+        (6, 2, False),
+        (7, 3, False),
+    ]
+    assert run["summary"]["matched"]["reference"] == 2
+    assert run["summary"]["breaks_opened"] == {"duplicate": 2, "missing_internal": 2}

@@ -4,17 +4,81 @@ provider and reconciled once, however many workers look; the gauges set from the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime
 
 import httpx
+import pytest
 from prometheus_client import generate_latest
 from psycopg_pool import AsyncConnectionPool
 
 from payrail.api.context import Services
 from payrail.clock import ManualClock
+from payrail.connectors.accounts.service import Connectors
+from payrail.connectors.base import ConnectorError
+from payrail.connectors.declines import classify_transport
+from payrail.connectors.sandbox_connector import SandboxConnector
+from payrail.db.pool import open_pool
 from payrail.ops.metrics import REGISTRY
 from payrail.recon import worker
 from tests.recon.helpers import pay
+from tests.vaults import fixed_vault
+
+# The due days of a worker woken at 03:00 on January 2nd.
+DAYS = [date(2025, 12, 30), date(2025, 12, 31), date(2026, 1, 1)]
+Fetch = Callable[[SandboxConnector, date, str], Awaitable[bytes]]
+
+
+@pytest.fixture
+async def other_worker(database_url: str, clock: ManualClock) -> AsyncIterator[Services]:
+    """A second worker process: a pool of its own, so none of its sessions is ours."""
+    pool = await open_pool(database_url, min_size=1, max_size=4)
+    services = Services(pool=pool, clock=clock, vault=fixed_vault(), connectors=Connectors())
+    yield services
+    await services.connectors.aclose()
+    await pool.close()
+
+
+@pytest.fixture
+def fetched(monkeypatch: pytest.MonkeyPatch) -> list[date]:
+    """Every report date fetched from the sandbox, by any worker."""
+    found: list[date] = []
+    fetch = SandboxConnector.settlement_report
+
+    async def counted(self: SandboxConnector, report_date: date, format: str) -> bytes:
+        found.append(report_date)
+        return await fetch(self, report_date, format)
+
+    monkeypatch.setattr(SandboxConnector, "settlement_report", counted)
+    return found
+
+
+def hold_first_fetch(monkeypatch: pytest.MonkeyPatch, release: asyncio.Event) -> asyncio.Event:
+    """The first fetch waits for `release` (a slow provider); the event returned is set
+    once it is waiting."""
+    fetch: Fetch = SandboxConnector.settlement_report
+    waiting = asyncio.Event()
+
+    async def slow(self: SandboxConnector, report_date: date, format: str) -> bytes:
+        if not waiting.is_set():
+            waiting.set()
+            await release.wait()
+        return await fetch(self, report_date, format)
+
+    monkeypatch.setattr(SandboxConnector, "settlement_report", slow)
+    return waiting
+
+
+async def reconciled_days(pool: AsyncConnectionPool, connector: str) -> list[date]:
+    async with pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT report_date FROM recon_runs WHERE connector_account_id = %s"
+                " ORDER BY report_date",
+                (connector,),
+            )
+        ).fetchall()
+    return [day for (day,) in rows]
 
 
 async def test_each_due_day_is_reconciled_once_by_racing_workers(
@@ -63,3 +127,100 @@ async def test_a_report_that_cannot_be_had_is_counted_and_the_rest_go_on(
         "payrail_recon_run_failures_total", {"provider": "sandbox", "reason": "ConnectorError"}
     )
     assert (after or 0) - (before or 0) == worker.CATCH_UP_DAYS
+
+
+async def test_a_day_another_worker_is_fetching_is_left_to_it_and_the_rest_go_on(
+    pool: AsyncConnectionPool,
+    services: Services,
+    other_worker: Services,
+    clock: ManualClock,
+    connector: str,
+    fetched: list[date],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock.current = datetime(2026, 1, 2, 3, tzinfo=UTC)
+    release = asyncio.Event()
+    waiting = hold_first_fetch(monkeypatch, release)
+    slow = asyncio.create_task(worker.run_once(services))
+    await asyncio.wait_for(waiting.wait(), timeout=10)
+    # The first day is being fetched by the slow worker: the other takes the rest,
+    # without waiting for it.
+    assert await asyncio.wait_for(worker.run_once(other_worker), timeout=30) == 2
+    assert fetched == DAYS[1:]
+    release.set()
+    assert await slow == 1
+    assert sorted(fetched) == DAYS, "each report fetched once"
+    assert await reconciled_days(pool, connector) == DAYS
+
+
+async def test_a_day_reconciled_while_a_worker_was_looking_is_not_fetched_again(
+    pool: AsyncConnectionPool,
+    services: Services,
+    other_worker: Services,
+    clock: ManualClock,
+    connector: str,
+    fetched: list[date],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock.current = datetime(2026, 1, 2, 3, tzinfo=UTC)
+    seen = await worker.due(services, clock.now().date())
+    assert [item.report_date for item in seen] == DAYS
+    assert await worker.run_once(other_worker) == 3
+    fetched.clear()
+
+    async def as_seen(services: Services, today: date) -> list[worker.Due]:
+        return seen
+
+    monkeypatch.setattr(worker, "due", as_seen)
+    assert await worker.run_once(services) == 0
+    assert fetched == []
+
+
+async def test_a_day_whose_worker_failed_or_stopped_is_taken_by_another(
+    pool: AsyncConnectionPool,
+    services: Services,
+    other_worker: Services,
+    clock: ManualClock,
+    connector: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker stopped mid-fetch, and one whose fetch failed, leave no claim behind:
+    another worker reconciles the day."""
+    clock.current = datetime(2026, 1, 2, 3, tzinfo=UTC)
+    release = asyncio.Event()
+    waiting = hold_first_fetch(monkeypatch, release)
+    stopped = asyncio.create_task(worker.run_once(services))
+    await asyncio.wait_for(waiting.wait(), timeout=10)
+    stopped.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopped
+
+    async def not_out(self: SandboxConnector, report_date: date, format: str) -> bytes:
+        raise ConnectorError(classify_transport(sent=True, status=404))
+
+    with monkeypatch.context() as failing:
+        failing.setattr(SandboxConnector, "settlement_report", not_out)
+        assert await worker.run_once(services) == 0
+    release.set()
+    assert await worker.run_once(other_worker) == 3
+    assert await reconciled_days(pool, connector) == DAYS
+
+
+async def test_a_workers_tick_makes_the_months_partitions_ahead(
+    pool: AsyncConnectionPool, services: Services, clock: ManualClock
+) -> None:
+    """The months of the days it may catch up, this one and the next two: made before
+    any run needs them, with no connector account to reconcile at all."""
+    clock.current = datetime(2026, 1, 2, 3, tzinfo=UTC)
+    assert await worker.run_once(services) == 0
+    async with pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT inhrelid::regclass::text FROM pg_inherits"
+                " WHERE inhparent = 'recon_provider_transactions'::regclass ORDER BY 1"
+            )
+        ).fetchall()
+    assert [name for (name,) in rows] == [
+        f"recon_provider_transactions_{month}"
+        for month in ("2025_12", "2026_01", "2026_02", "2026_03")
+    ]
