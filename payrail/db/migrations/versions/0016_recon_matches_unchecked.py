@@ -39,4 +39,3 @@ def upgrade() -> None:
         ALTER TABLE recon_provider_transactions ADD COLUMN repeat_of_line integer;
         """
     )
-
