@@ -3,6 +3,7 @@ report's rows, breaks, payouts and bank lines."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -40,10 +41,9 @@ async def copy_rows(
     """Stream the rows into their partition through COPY; how many there were. A row
     whose kind and reference an earlier row of the report had carries that row's line."""
     head = (report_id, report_date, scope.merchant_id, scope.livemode, connector_account_id)
-    # Keyed by a string, not a tuple: a million live tuples would make every collection
-    # of the garbage collector walk them all.
-    first_lines: dict[str, int] = {}
-    first_line = first_lines.setdefault
+    # The first line of each reference, per kind: a dict per kind, keyed by the
+    # reference string itself (no key objects to build a million times).
+    first_lines: defaultdict[str, dict[str, int]] = defaultdict(dict)
     count = 0
     async with conn.cursor().copy(
         f"COPY recon_provider_transactions ({_ROW_COLUMNS}) FROM STDIN (FORMAT binary)"
@@ -51,8 +51,8 @@ async def copy_rows(
         copy.set_types(_ROW_TYPES)
         for row in rows:
             line = row[0]
-            first = first_line(f"{row[1]} {row[3]}", line)
-            await copy.write_row((*head, *row, None if first == line else first))
+            first = first_lines[row[1]].setdefault(row[3], line)
+            await copy.write_row(head + row + ((None if first == line else first),))
             count += 1
     return count
 
