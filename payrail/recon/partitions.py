@@ -93,6 +93,9 @@ async def prepare(pool: AsyncConnectionPool, since: date, until: date) -> list[s
     made = []
     for first in months(since, until):
         async with pool.connection() as conn, conn.transaction():
+            # ATTACH waits for a run making a month inside its own transaction; ahead of
+            # time there is no hurry, and a worker's tick must not hang on it.
+            await conn.execute("SET LOCAL lock_timeout = '5s'")
             if await ensure_partition(conn, first):
                 made.append(partition_name(first))
     return made

@@ -2,12 +2,14 @@
 day before is fetched from its provider and reconciled. Days missed (the worker was down,
 the report was not out yet) are caught up, up to `CATCH_UP_DAYS` back.
 
-Several workers may run and share the due days: a worker claims a (connector account,
-day) before fetching its report, and passes over a day another worker has claimed or
-already reconciled, so each report is fetched once. The claim is a session advisory lock
-on the connection that does the day's work: it goes when the work is done, or when a
-dead worker's connection closes. Each tick also makes the months' partitions of provider
-transactions ahead of time, so that no run has to.
+Several workers may run and share the connector accounts: a worker claims an account
+before fetching its reports, and passes over one another worker has claimed; it takes
+the account's due days oldest first, and stops at a day that fails, since each run
+builds on the earlier days' (late rows, timing breaks). Each report is fetched once.
+The claim is a session advisory lock on the connection that does the account's work: it
+goes when the work is done, or when a dead worker's connection closes. Each tick also
+makes the months' partitions of provider transactions ahead of time, so that no run has
+to.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import structlog
 
 from payrail.api.context import Services
@@ -79,86 +82,115 @@ async def due(services: Services, today: date) -> list[Due]:
 
 
 @contextlib.asynccontextmanager
-async def _claimed(conn: repo.Conn, item: Due) -> AsyncIterator[bool]:
-    """Whether this worker has the day to itself: no other worker holds its claim, and
-    no run of it was made since it was found due. The claim lasts the block."""
-    key = f"recon-day|{item.connector_account_id}|{item.report_date}"
+async def _claimed(conn: repo.Conn, connector_account_id: str) -> AsyncIterator[bool]:
+    """Whether this worker has the connector account to itself: no other worker holds
+    its claim. The claim lasts the block."""
+    key = f"recon-connector|{connector_account_id}"
     taken = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
     if (await (await conn.execute(taken, (key,))).fetchone()) != (True,):
         yield False
         return
     try:
-        done = await repo.run_for_day(
-            conn, item.scope, "provider", item.connector_account_id, item.report_date
-        )
-        yield done is None
+        yield True
     finally:
         await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
 
 
-async def reconcile_one(
-    services: Services, item: Due, rules: Rules = DEFAULT_RULES
+async def _reconcile(
+    services: Services, conn: repo.Conn, item: Due, rules: Rules
 ) -> dict[str, Any] | None:
-    """Fetch the day's report and reconcile it, in one transaction; None when another
-    worker has the day or has done it."""
-    async with services.pool.connection() as conn, _claimed(conn, item) as claimed:
+    """Fetch the day's report and reconcile it, in one transaction; None when it was
+    reconciled since it was found due (by another worker, or from a file)."""
+    done = await repo.run_for_day(
+        conn, item.scope, "provider", item.connector_account_id, item.report_date
+    )
+    if done is not None:
+        return None
+    connector = await services.connectors.get(
+        conn, item.scope, services.vault, item.connector_account_id
+    )
+    content = await connector.settlement_report(item.report_date, item.format)
+    name = f"{item.connector_account_id}-{item.report_date}.{item.format}.csv"
+    with tempfile.TemporaryDirectory(prefix="payrail-recon-") as directory:
+        path = Path(directory) / name
+        path.write_bytes(content)
+        async with conn.transaction():
+            run, _ = await reconcile_provider(
+                conn,
+                item.scope,
+                services.clock,
+                item.connector_account_id,
+                Source(path, item.format, name),
+                item.report_date,
+                rules,
+            )
+    return run
+
+
+async def reconcile_days(services: Services, days: list[Due], rules: Rules = DEFAULT_RULES) -> int:
+    """One connector account's due days, oldest first; how many runs this worker made.
+    Nothing when another worker has the account. A day that fails leaves the later ones
+    for the next tick: each run waits for what the earlier days' runs left open (late
+    rows, timing breaks, the fallback rule's candidates), so days are reconciled in order
+    or not at all."""
+    made = 0
+    async with (
+        services.pool.connection() as conn,
+        _claimed(conn, days[0].connector_account_id) as claimed,
+    ):
         if not claimed:
-            return None
-        connector = await services.connectors.get(
-            conn, item.scope, services.vault, item.connector_account_id
-        )
-        content = await connector.settlement_report(item.report_date, item.format)
-        name = f"{item.connector_account_id}-{item.report_date}.{item.format}.csv"
-        with tempfile.TemporaryDirectory(prefix="payrail-recon-") as directory:
-            path = Path(directory) / name
-            path.write_bytes(content)
-            async with conn.transaction():
-                run, _ = await reconcile_provider(
-                    conn,
-                    item.scope,
-                    services.clock,
-                    item.connector_account_id,
-                    Source(path, item.format, name),
-                    item.report_date,
-                    rules,
+            return 0
+        for item in days:
+            try:
+                run = await _reconcile(services, conn, item, rules)
+            except (ConnectorError, ReportError, PayrailError) as error:
+                metrics.run_failed(item.provider, type(error).__name__)
+                log.warning(
+                    "reconciliation run failed",
+                    connector_account=item.connector_account_id,
+                    report_date=str(item.report_date),
+                    error=str(error),
                 )
-        return run
+                break
+            except Exception:
+                metrics.run_failed(item.provider, "error")
+                log.exception(
+                    "reconciliation run failed",
+                    connector_account=item.connector_account_id,
+                    report_date=str(item.report_date),
+                )
+                break
+            if run is not None:
+                made += 1
+    return made
+
+
+async def _prepare_partitions(services: Services, today: date) -> None:
+    """This month's partitions and the next ones, made ahead. A failure (a lock not had
+    in time, a privilege) is logged: runs go on, and make a missing month themselves."""
+    try:
+        await partitions.prepare(
+            services.pool,
+            today - timedelta(days=CATCH_UP_DAYS),
+            partitions.month_start(today, PARTITION_MONTHS_AHEAD),
+        )
+    except psycopg.Error:
+        log.exception("reconciliation partitions not made ahead")
 
 
 async def run_once(services: Services) -> int:
     """Every due day of every connector account that no other worker has; how many runs
     this worker made. One account's failure (its report not out, a bad file, a day
     already reconciled from another file, the database) is logged and counted, and the
-    rest go on."""
+    other accounts go on."""
     today = services.clock.now().date()
-    await partitions.prepare(
-        services.pool,
-        today - timedelta(days=CATCH_UP_DAYS),
-        partitions.month_start(today, PARTITION_MONTHS_AHEAD),
-    )
-    done = 0
+    await _prepare_partitions(services, today)
+    by_account: dict[str, list[Due]] = {}
     for item in await due(services, today):
-        try:
-            reconciled = await reconcile_one(services, item)
-        except (ConnectorError, ReportError, PayrailError) as error:
-            metrics.run_failed(item.provider, type(error).__name__)
-            log.warning(
-                "reconciliation run failed",
-                connector_account=item.connector_account_id,
-                report_date=str(item.report_date),
-                error=str(error),
-            )
-            continue
-        except Exception:
-            metrics.run_failed(item.provider, "error")
-            log.exception(
-                "reconciliation run failed",
-                connector_account=item.connector_account_id,
-                report_date=str(item.report_date),
-            )
-            continue
-        if reconciled is not None:
-            done += 1
+        by_account.setdefault(item.connector_account_id, []).append(item)
+    done = 0
+    for days in by_account.values():
+        done += await reconcile_days(services, sorted(days, key=lambda d: d.report_date))
     async with services.pool.connection() as conn:
         await metrics.observe(conn)
     return done

@@ -109,7 +109,7 @@ async def test_each_due_day_is_reconciled_once_by_racing_workers(
     assert b"payrail_recon_last_success_timestamp_seconds" in generate_latest(REGISTRY)
 
 
-async def test_a_report_that_cannot_be_had_is_counted_and_the_rest_go_on(
+async def test_a_report_that_cannot_be_had_is_counted_and_its_later_days_wait(
     pool: AsyncConnectionPool, services: Services, clock: ManualClock, connector: str
 ) -> None:
     async with pool.connection() as conn:
@@ -126,10 +126,10 @@ async def test_a_report_that_cannot_be_had_is_counted_and_the_rest_go_on(
     after = REGISTRY.get_sample_value(
         "payrail_recon_run_failures_total", {"provider": "sandbox", "reason": "ConnectorError"}
     )
-    assert (after or 0) - (before or 0) == worker.CATCH_UP_DAYS
+    assert (after or 0) - (before or 0) == 1
 
 
-async def test_a_day_another_worker_is_fetching_is_left_to_it_and_the_rest_go_on(
+async def test_an_account_another_worker_is_reconciling_is_left_to_it(
     pool: AsyncConnectionPool,
     services: Services,
     other_worker: Services,
@@ -138,18 +138,50 @@ async def test_a_day_another_worker_is_fetching_is_left_to_it_and_the_rest_go_on
     fetched: list[date],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """While one worker fetches an account's first due day, another passes the account
+    by at once (it does not wait, and fetches nothing); the first does every day, oldest
+    first."""
     clock.current = datetime(2026, 1, 2, 3, tzinfo=UTC)
     release = asyncio.Event()
     waiting = hold_first_fetch(monkeypatch, release)
     slow = asyncio.create_task(worker.run_once(services))
     await asyncio.wait_for(waiting.wait(), timeout=10)
-    # The first day is being fetched by the slow worker: the other takes the rest,
-    # without waiting for it.
-    assert await asyncio.wait_for(worker.run_once(other_worker), timeout=30) == 2
-    assert fetched == DAYS[1:]
+    assert await asyncio.wait_for(worker.run_once(other_worker), timeout=30) == 0
+    assert fetched == []
     release.set()
-    assert await slow == 1
-    assert sorted(fetched) == DAYS, "each report fetched once"
+    assert await slow == 3
+    assert fetched == DAYS, "each report fetched once, in order"
+    assert await reconciled_days(pool, connector) == DAYS
+
+
+async def test_a_day_that_fails_leaves_the_later_days_for_the_next_tick(
+    pool: AsyncConnectionPool,
+    services: Services,
+    clock: ManualClock,
+    connector: str,
+    fetched: list[date],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each run builds on the earlier days' (late rows, timing breaks, the fallback's
+    candidates): a day whose report is not out stops its account's later days, and the
+    next tick takes them all, oldest first."""
+    clock.current = datetime(2026, 1, 2, 3, tzinfo=UTC)
+    fetch: Fetch = SandboxConnector.settlement_report
+
+    async def first_not_out(self: SandboxConnector, report_date: date, format: str) -> bytes:
+        if report_date == DAYS[0]:
+            fetched.append(report_date)
+            raise ConnectorError(classify_transport(sent=True, status=404))
+        return await fetch(self, report_date, format)
+
+    with monkeypatch.context() as failing:
+        failing.setattr(SandboxConnector, "settlement_report", first_not_out)
+        assert await worker.run_once(services) == 0
+    assert fetched == [DAYS[0]]
+    assert await reconciled_days(pool, connector) == []
+    fetched.clear()
+    assert await worker.run_once(services) == 3
+    assert fetched == DAYS
     assert await reconciled_days(pool, connector) == DAYS
 
 
