@@ -2,10 +2,11 @@
 it does to the ledger. Plain functions over values: the run gathers the facts in SQL and
 asks these.
 
-A break's `suspense` is what the run moves between the provider balance (or payouts in
-transit) and suspense so that the ledger shows what the provider says it holds: the
-reported net less what payrail's ledger already moved for the item. A timing break moves
-nothing while it waits; it moves its amount when it escalates.
+A break's `suspense` is what the run moves between suspense and the account its item is
+in (the provider balance, payouts in transit, or the bank) so that the ledger shows what
+the provider and the bank say they hold: the reported net less what payrail's ledger
+already moved for the item. A timing break moves nothing while it waits; it moves its
+amount when it escalates.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ BreakType = Literal[
     "status_mismatch",
     "duplicate",
     "timing",
+    "after_resolution",
 ]
 # Expected kinds of a provider row, per the kind of payrail's record.
 EXPECTED_KINDS = ("charge", "refund", "dispute", "dispute_reversal")
@@ -96,3 +98,36 @@ def escalates(due: date, report_date: date) -> bool:
 
 def escalated_type(stage: Literal["provider", "bank"]) -> BreakType:
     return "missing_at_provider" if stage == "provider" else "missing_at_bank"
+
+
+Change = Literal["arrived", "reversed", "escalated", "retyped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """An open break a run looked at, and what the run found of its item."""
+
+    type: BreakType
+    due_on: date | None
+    # Its item turned up: payrail's movement reported, the row's record made, the payout
+    # or the bank line matched at the bank.
+    arrived: bool = False
+    # Its payout came back from the bank: the bank will never see it.
+    reversed: bool = False
+    # Another row of its kind and reference is matched: this one is a second copy.
+    duplicate: bool = False
+
+
+def change(b: Open, report_date: date) -> Change | None:
+    """What a run does to an open break: close it (its item arrived, or its payout came
+    back), escalate it (a timing break past due), re-type it (a row found to be a
+    duplicate), or nothing."""
+    if b.arrived:
+        return "arrived"
+    if b.reversed:
+        return "reversed"
+    if b.duplicate and b.type in ("missing_internal", "status_mismatch"):
+        return "retyped"
+    if b.type == "timing" and b.due_on is not None and escalates(b.due_on, report_date):
+        return "escalated"
+    return None

@@ -8,13 +8,14 @@ unmatched, each with the expectation it matched, if any. Every later question of
 (which rows matched nothing, which of the day's expectations the provider did not
 report, what fees and payouts the report carries) is asked of that table, which holds
 this run's rows only, not every match ever made: a run on the 30th costs what one on the
-1st did. It is ANALYZEd when made, so that the planner knows its size.
+1st did.
 
-The report's rows were copied in by the same transaction and have no statistics yet
-(ANALYZE of the month's partition would lock it against other runs until this one
-commits): the planner would take a large report for a few rows and probe the
-expectations' index once per row. The one statement that reads them is kept to hash
-joins (`_hash_joins`), and a large report's run gets the memory for them.
+The report's rows were copied in by the same transaction and have no statistics yet, so
+the planner would take a large report for a few rows and probe the expectations' index
+once per row. They are first read as they are (by report id) into a staging table,
+which is ANALYZEd, and only then joined to the expectations: the planner sees both
+sides' true sizes, and hashes a large report where it probes the index for a small one,
+or for a connector whose years of expectations outweigh a day's report.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from payrail.recon.repository import Conn, utc_midnight
 from payrail.tenants.scope import Scope
 
-# A report of more rows than this is matched by hash joins (see _hash_joins), and its
-# run gets BULK_WORK_MEM for them: a million rows' hash table fits.
+# A run of a report of more rows than this gets BULK_WORK_MEM for its match: a million
+# rows' hash table fits, where the default spills to disk in batches.
 BULK_ROWS = 20_000
 BULK_WORK_MEM = "256MB"
 
@@ -65,16 +67,18 @@ class Report:
 
 
 @asynccontextmanager
-async def _hash_joins(conn: Conn, rows: int) -> AsyncIterator[None]:
-    """No nested loops for the statements inside when the report is large; restored
-    after. A failure aborts the transaction, which restores it too. A small report is
-    best matched by probing the expectations' index, as the planner will."""
+async def _memory(conn: Conn, rows: int) -> AsyncIterator[None]:
+    """BULK_WORK_MEM for the statements inside when the report is large; restored after.
+    A failure aborts the transaction (or its savepoint), which restores it too."""
     if rows <= BULK_ROWS:
         yield
         return
-    await conn.execute("SELECT set_config('enable_nestloop', 'off', true)")
+    cur = await conn.execute("SELECT current_setting('work_mem')")
+    was = await cur.fetchone()
+    assert was is not None
+    await conn.execute("SELECT set_config('work_mem', %s, true)", (BULK_WORK_MEM,))
     yield
-    await conn.execute("SELECT set_config('enable_nestloop', 'on', true)")
+    await conn.execute("SELECT set_config('work_mem', %s, true)", was)
 
 
 _COLUMNS = sql.SQL(
@@ -101,25 +105,28 @@ _REPORT_ROWS = sql.SQL(
     " WHERE p.report_id = %(report)s AND p.report_date = %(day)s"
 ).format(columns=_COLUMNS)
 
-# The run's rows, each with the expectation its kind and reference name. Of the rows of a
-# kind and reference, only the first is matched: an earlier report's before this one's,
-# and in a report the first line (a row that repeats one carries repeat_of_line, from the
-# COPY). The few earlier rows are compared with each other and with the report's; the
-# report's million are never compared with themselves.
+# The run's rows as they are, and which of them may match: of the rows of a kind and
+# reference, only the first, an earlier report's before this one's, and in a report the
+# first line (a row that repeats one carries repeat_of_line, from the COPY). The few
+# earlier rows are compared with each other and with the report's; the report's million
+# are never compared with themselves.
+_STAGED = sql.SQL("""
+CREATE TEMP TABLE recon_run_staged ON COMMIT DROP AS
+WITH earlier AS MATERIALIZED ({earlier})
+SELECT q.*, true AS earlier, NOT EXISTS (SELECT 1 FROM earlier r
+    WHERE r.kind = q.kind AND r.reference = q.reference
+    AND (r.report_date, r.line) < (q.report_date, q.line)) AS first
+FROM earlier q
+UNION ALL
+SELECT c.*, false, c.repeat_of_line IS NULL AND c.kind IN {kinds}
+    AND NOT EXISTS (SELECT 1 FROM earlier r
+        WHERE r.kind = c.kind AND r.reference = c.reference)
+FROM ({report}) c
+""").format(earlier=_EARLIER_ROWS, report=_REPORT_ROWS, kinds=_KINDS)
+
+# Each of the run's rows with the expectation its kind and reference name.
 _RUN_ROWS = sql.SQL("""
 CREATE TEMP TABLE recon_run_rows ON COMMIT DROP AS
-WITH earlier AS MATERIALIZED ({earlier}),
-rows AS (
-    SELECT q.*, true AS earlier, NOT EXISTS (SELECT 1 FROM earlier r
-        WHERE r.kind = q.kind AND r.reference = q.reference
-        AND (r.report_date, r.line) < (q.report_date, q.line)) AS first
-    FROM earlier q
-    UNION ALL
-    SELECT c.*, false, c.repeat_of_line IS NULL AND c.kind IN {kinds}
-        AND NOT EXISTS (SELECT 1 FROM earlier r
-            WHERE r.kind = c.kind AND r.reference = c.reference)
-    FROM ({report}) c
-)
 SELECT r.id, r.kind, r.reference, r.currency, r.amount, r.fee, r.net, r.occurred_at,
        r.line, r.payout_reference, r.earlier,
        e.id AS expectation_id, e.currency AS expected_currency,
@@ -127,14 +134,10 @@ SELECT r.id, r.kind, r.reference, r.currency, r.amount, r.fee, r.net, r.occurred
        CASE WHEN e.id IS NOT NULL THEN 'reference' END AS rule,
        (r.currency, r.amount, r.fee) IS DISTINCT FROM (e.currency, e.amount, e.fee)
            AS differs
-FROM rows r
+FROM pg_temp.recon_run_staged r
 LEFT JOIN settlement_expectations e ON r.first AND e.connector_account_id = %(connector)s
     AND e.kind = r.kind AND e.provider_reference = r.reference
-""").format(
-    earlier=_EARLIER_ROWS,
-    report=_REPORT_ROWS,
-    kinds=_KINDS,
-)
+""")
 
 
 async def _insert_matches(conn: Conn, report: Report, rule: str) -> Totals:
@@ -158,15 +161,24 @@ async def match_by_reference(conn: Conn, report: Report) -> Totals:
     """Each candidate row to the expectation with its reference and kind. An expectation
     matched before (by an earlier report) stays as it was: the row is left unmatched, a
     duplicate. Leaves the run's rows (recon_run_rows) for the steps after."""
+    params = report.params()
     # Left by an earlier run in the same transaction (tests run several in one).
-    await conn.execute("DROP TABLE IF EXISTS recon_run_rows")
-    if report.rows > BULK_ROWS:
-        await conn.execute("SELECT set_config('work_mem', %s, true)", (BULK_WORK_MEM,))
-    async with _hash_joins(conn, report.rows):
-        await conn.execute(_RUN_ROWS, report.params())
-    await conn.execute("ANALYZE recon_run_rows")
-    # An expectation is matched once: its unique index is probed for the run's pairs, so
-    # that a run on the 30th does not read every match of the month.
+    await conn.execute("DROP TABLE IF EXISTS pg_temp.recon_run_staged, pg_temp.recon_run_rows")
+    async with _memory(conn, report.rows):
+        await conn.execute(_STAGED, params)
+        await conn.execute("ANALYZE pg_temp.recon_run_staged")
+        await conn.execute(_RUN_ROWS, params)
+    await conn.execute("DROP TABLE pg_temp.recon_run_staged")
+    await conn.execute("ANALYZE pg_temp.recon_run_rows")
+    try:
+        # An expectation is matched once, which recon_matches' unique index holds. An
+        # earlier report's match of one is rare (the provider reported a movement
+        # twice): the insert assumes none, and only when the index says otherwise are
+        # the pairs checked one by one and the insert made again.
+        async with conn.transaction():
+            return await _insert_matches(conn, report, "reference")
+    except psycopg.errors.UniqueViolation:
+        pass
     await conn.execute(
         "UPDATE recon_run_rows x SET expectation_id = NULL, rule = NULL"
         " WHERE x.rule IS NOT NULL"
@@ -272,24 +284,53 @@ async def unmatched_rows(conn: Conn, report: Report) -> list[dict[str, Any]]:
     return await cur.fetchall()
 
 
+async def earlier_rows_to_change(conn: Conn, report: Report) -> list[dict[str, Any]]:
+    """The open breaks of earlier reports' rows (missing_internal, status_mismatch) that
+    the run changes, locked: the row matched (payrail has its record now), or another row
+    of its kind and reference did, which makes it a second copy."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "WITH found AS (SELECT x.id, x.expectation_id IS NOT NULL AS arrived,"
+        "  EXISTS (SELECT 1 FROM settlement_expectations e"
+        "   JOIN recon_matches m ON m.expectation_id = e.id"
+        "   WHERE e.connector_account_id = %(connector)s AND e.kind = x.kind"
+        "   AND e.provider_reference = x.reference AND m.provider_transaction_id <> x.id)"
+        "  AS duplicate"
+        " FROM recon_run_rows x WHERE x.earlier)"
+        " SELECT b.*, f.arrived, f.duplicate FROM found f"
+        " JOIN recon_breaks b ON b.provider_transaction_id = f.id"
+        " WHERE (f.arrived OR f.duplicate) AND b.status = 'open'"
+        "  AND b.type IN ('missing_internal', 'status_mismatch')"
+        " ORDER BY b.seq FOR UPDATE OF b",
+        report.params(),
+    )
+    return await cur.fetchall()
+
+
 async def unexpected(conn: Conn, report: Report) -> list[dict[str, Any]]:
     """The report day's expectations no provider row matched: what the provider has not
     (yet) reported. Earlier days' were looked at by their own runs, and wait as timing
     breaks."""
     cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
-        "SELECT e.id, e.provider_reference, e.object_id, e.currency, e.amount, e.fee"
-        " FROM settlement_expectations e"
-        " WHERE e.connector_account_id = %s AND e.occurred_at >= %s AND e.occurred_at < %s"
-        "  AND NOT EXISTS (SELECT 1 FROM recon_run_rows x WHERE x.expectation_id = e.id)"
-        "  AND NOT EXISTS (SELECT 1 FROM recon_matches m WHERE m.expectation_id = e.id)"
-        " ORDER BY e.id",
-        (
-            report.connector_account_id,
-            utc_midnight(report.day),
-            utc_midnight(report.day + timedelta(days=1)),
-        ),
-    )
+    async with _memory(conn, report.rows):
+        await cur.execute(
+            # This run's pairs first, from its own table; what is left (a day's few) is
+            # looked up in recon_matches by its unique index, for a match an earlier report
+            # made. OFFSET 0 keeps the two steps in that order: the planner would otherwise
+            # hash every match ever made.
+            "SELECT e.* FROM (SELECT e.id, e.provider_reference, e.object_id, e.currency,"
+            "  e.amount, e.fee FROM settlement_expectations e"
+            "  WHERE e.connector_account_id = %s AND e.occurred_at >= %s AND e.occurred_at < %s"
+            "  AND NOT EXISTS (SELECT 1 FROM recon_run_rows x WHERE x.expectation_id = e.id)"
+            "  OFFSET 0) e"
+            " WHERE NOT EXISTS (SELECT 1 FROM recon_matches m WHERE m.expectation_id = e.id)"
+            " ORDER BY e.id",
+            (
+                report.connector_account_id,
+                utc_midnight(report.day),
+                utc_midnight(report.day + timedelta(days=1)),
+            ),
+        )
     return await cur.fetchall()
 
 

@@ -5,12 +5,13 @@ maximum (or minimum) across processes. Labels are bounded: provider names, break
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import Counter, Gauge
 from psycopg import AsyncConnection
 
 from payrail.ops.metrics import REGISTRY
+from payrail.recon.breaks import BreakType
 
 Conn = AsyncConnection[Any]
 
@@ -34,17 +35,7 @@ runs_failed = Counter(
     registry=REGISTRY,
 )
 
-_TYPES = (
-    "missing_internal",
-    "missing_at_provider",
-    "missing_at_bank",
-    "amount_mismatch",
-    "fee_mismatch",
-    "currency_mismatch",
-    "status_mismatch",
-    "duplicate",
-    "timing",
-)
+_TYPES = get_args(BreakType)
 
 
 # Providers set before: one whose accounts are all disabled since is dropped, not left at

@@ -51,6 +51,8 @@ def break_object(row: dict[str, Any]) -> dict[str, Any]:
         "opened_by_run": row["opened_run_id"],
         "closed_by_run": row.get("closed_run_id"),
         "resolution": row.get("resolution"),
+        # The break a person resolved whose item turned up after all (after_resolution).
+        "follows_break": row.get("follows_break_id"),
         "note": row.get("note"),
         "created": unix(row["created_at"]),
         "updated": unix(row["updated_at"]),

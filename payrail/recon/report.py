@@ -46,6 +46,7 @@ def summary_rows(run: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append((f"break opened: {kind}", str(count), ""))
     rows.append(("breaks closed (arrived)", str(s.get("breaks_closed", 0)), ""))
     rows.append(("breaks escalated", str(s.get("breaks_escalated", 0)), ""))
+    rows.append(("breaks re-typed duplicate", str(s.get("breaks_retyped", 0)), ""))
     for label, key in (("fees posted", "fees"), ("payouts posted", "payouts")):
         for currency, amount in s.get(key, {}).items():
             rows.append((f"{label}, {currency}", "", str(amount)))

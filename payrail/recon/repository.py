@@ -105,23 +105,121 @@ async def copy_into(conn: Conn, table: str, rows: list[dict[str, Any]]) -> None:
             await copy.write_row(tuple(row.get(c) for c in columns))
 
 
-async def open_breaks(
-    conn: Conn, scope: Scope, stage: str, connector_account_id: str | None
+async def provider_breaks_to_change(
+    conn: Conn, scope: Scope, connector_account_id: str, day: date
 ) -> list[dict[str, Any]]:
+    """The provider's open timing and missing_at_provider breaks that a run of `day`
+    changes, locked: payrail's movement has been reported (its expectation is matched),
+    or a timing break is due. Only these: a person resolving any other break of the
+    connector account does not wait for the run."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT b.*, m.expectation_id IS NOT NULL AS arrived FROM recon_breaks b"
+        " LEFT JOIN recon_matches m ON m.expectation_id = b.expectation_id"
+        " WHERE b.merchant_id = %(merchant)s AND b.livemode = %(mode)s"
+        "  AND b.connector_account_id = %(connector)s AND b.stage = 'provider'"
+        "  AND b.status = 'open' AND b.type IN ('timing', 'missing_at_provider')"
+        "  AND (b.type = 'timing' AND b.due_on <= %(day)s OR m.expectation_id IS NOT NULL)"
+        " ORDER BY b.seq FOR UPDATE OF b",
+        {
+            "merchant": scope.merchant_id,
+            "mode": scope.livemode,
+            "connector": connector_account_id,
+            "day": day,
+        },
+    )
+    return await cur.fetchall()
+
+
+async def bank_breaks_to_change(
+    conn: Conn, scope: Scope, day: date, payouts: list[str], lines: list[int]
+) -> list[dict[str, Any]]:
+    """The open bank breaks that a bank run of `day` changes, locked: a payout's whose
+    payout arrived (`payouts`) or came back, a line's that is now a payout's (`lines`),
+    and timing breaks due."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT b.*,"
-        " (b.provider_transaction_id IS NULL AND EXISTS (SELECT 1 FROM recon_matches m"
-        "   WHERE m.expectation_id = b.expectation_id))"
-        " OR (b.type IN ('missing_internal', 'status_mismatch')"
-        "   AND EXISTS (SELECT 1 FROM recon_matches m"
-        "   WHERE m.provider_transaction_id = b.provider_transaction_id))"
-        " OR (b.payout_id IS NOT NULL AND EXISTS (SELECT 1 FROM recon_bank_lines l"
-        "   WHERE l.payout_id = b.payout_id)) AS arrived"
-        " FROM recon_breaks b WHERE b.merchant_id = %s AND b.livemode = %s AND b.stage = %s"
-        "  AND b.connector_account_id IS NOT DISTINCT FROM %s AND b.status = 'open'"
-        " ORDER BY b.seq FOR UPDATE",
-        (scope.merchant_id, scope.livemode, stage, connector_account_id),
+        " coalesce(b.payout_id = ANY(%(payouts)s) OR b.bank_line_id = ANY(%(lines)s), false)"
+        "  AS arrived,"
+        " coalesce(o.reversed_run_id IS NOT NULL, false) AS reversed"
+        " FROM recon_breaks b LEFT JOIN recon_payouts o ON o.id = b.payout_id"
+        " WHERE b.merchant_id = %(merchant)s AND b.livemode = %(mode)s"
+        "  AND b.connector_account_id IS NULL AND b.stage = 'bank' AND b.status = 'open'"
+        "  AND (b.type = 'missing_internal' AND b.bank_line_id = ANY(%(lines)s)"
+        "   OR b.type IN ('timing', 'missing_at_bank') AND (b.payout_id = ANY(%(payouts)s)"
+        "    OR o.reversed_run_id IS NOT NULL OR b.type = 'timing' AND b.due_on <= %(day)s))"
+        " ORDER BY b.seq FOR UPDATE OF b",
+        {
+            "merchant": scope.merchant_id,
+            "mode": scope.livemode,
+            "day": day,
+            "payouts": payouts,
+            "lines": lines,
+        },
+    )
+    return await cur.fetchall()
+
+
+async def reversed_payouts_breaks(conn: Conn, payout_ids: list[str]) -> list[dict[str, Any]]:
+    """The open bank breaks waiting for payouts that came back, locked."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT b.*, false AS arrived, true AS reversed FROM recon_breaks b"
+        " WHERE b.payout_id = ANY(%s) AND b.stage = 'bank' AND b.status = 'open'"
+        "  AND b.type IN ('timing', 'missing_at_bank') ORDER BY b.seq FOR UPDATE",
+        (payout_ids,),
+    )
+    return await cur.fetchall()
+
+
+# Breaks a person resolved that moved money to suspense, whose item may still turn up, and
+# that no break has followed yet: each follows once (follows_break_id is unique).
+_RESOLVED_BY_HAND = sql.SQL(
+    "b.merchant_id = %(merchant)s AND b.livemode = %(mode)s"
+    " AND b.resolution = 'resolved_by_user' AND b.suspense_amount <> 0"
+    " AND NOT EXISTS (SELECT 1 FROM recon_breaks f WHERE f.follows_break_id = b.id)"
+)
+
+
+async def resolved_expectations_reported(
+    conn: Conn, scope: Scope, connector_account_id: str, run_id: str
+) -> list[dict[str, Any]]:
+    """missing_at_provider breaks a person resolved whose movement the provider has now
+    reported (its expectation matched by `run_id`), with the reported net."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        sql.SQL(
+            "SELECT b.*, (SELECT p.net FROM recon_provider_transactions p"
+            "  WHERE p.id = m.provider_transaction_id) AS arrived_net FROM recon_breaks b"
+            " JOIN recon_matches m ON m.expectation_id = b.expectation_id AND m.run_id = %(run)s"
+            " WHERE b.connector_account_id = %(connector)s AND b.type = 'missing_at_provider'"
+            " AND {} ORDER BY b.seq"
+        ).format(_RESOLVED_BY_HAND),
+        {
+            "merchant": scope.merchant_id,
+            "mode": scope.livemode,
+            "connector": connector_account_id,
+            "run": run_id,
+        },
+    )
+    return await cur.fetchall()
+
+
+async def resolved_payouts_settled(
+    conn: Conn, scope: Scope, payout_ids: list[str]
+) -> list[dict[str, Any]]:
+    """missing_at_bank breaks a person resolved whose payout has now arrived or come back
+    (`payout_ids`), with what reached the bank (0 for one that came back)."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        sql.SQL(
+            "SELECT b.*, coalesce(l.amount, 0) AS arrived_net FROM recon_breaks b"
+            " LEFT JOIN recon_bank_lines l ON l.payout_id = b.payout_id"
+            " WHERE b.connector_account_id IS NULL AND b.type = 'missing_at_bank'"
+            " AND b.payout_id = ANY(%(payouts)s) AND {} ORDER BY b.seq"
+        ).format(_RESOLVED_BY_HAND),
+        {"merchant": scope.merchant_id, "mode": scope.livemode, "payouts": payout_ids},
     )
     return await cur.fetchall()
 
@@ -156,14 +254,19 @@ async def insert_payout(conn: Conn, row: dict[str, Any]) -> None:
 
 async def reverse_payouts(
     conn: Conn, connector_account_id: str, run_id: str, references: list[tuple[str, str]]
-) -> None:
-    """Payouts that came back (a payout reversal): the bank will not see them."""
+) -> list[str]:
+    """Payouts that came back (a payout reversal): the bank will not see them. Returns
+    the payouts this marked."""
+    marked: list[str] = []
     for reference, currency in references:
-        await conn.execute(
+        cur = await conn.execute(
             "UPDATE recon_payouts SET reversed_run_id = %s WHERE connector_account_id = %s"
-            " AND provider_reference = %s AND currency = %s AND arrived_run_id IS NULL",
+            " AND provider_reference = %s AND currency = %s AND arrived_run_id IS NULL"
+            " RETURNING id",
             (run_id, connector_account_id, reference, currency),
         )
+        marked += [str(row[0]) for row in await cur.fetchall()]
+    return marked
 
 
 async def copy_bank_lines(
@@ -180,46 +283,84 @@ async def copy_bank_lines(
     return count
 
 
+# The credit lines a bank run matches: the statement's, and earlier statements' still
+# unexplained (their missing_internal break open) booked since %(since)s.
+_OPEN_LINES = sql.SQL("""
+    SELECT l.id, l.booked_on, l.currency, l.amount, l.reference, l.description
+    FROM recon_bank_lines l
+    WHERE l.report_id = %(report)s AND l.payout_id IS NULL AND l.amount > 0
+    UNION ALL
+    SELECT l.id, l.booked_on, l.currency, l.amount, l.reference, l.description
+    FROM recon_breaks b JOIN recon_bank_lines l ON l.id = b.bank_line_id
+    WHERE b.merchant_id = %(merchant)s AND b.livemode = %(mode)s
+      AND b.connector_account_id IS NULL AND b.stage = 'bank' AND b.status = 'open'
+      AND b.type = 'missing_internal' AND l.payout_id IS NULL AND l.booked_on >= %(since)s
+""")
+# The payouts still waiting for the bank: not in a line yet, not come back.
+_WAITING_PAYOUTS = sql.SQL("""
+    SELECT o.* FROM recon_payouts o WHERE o.merchant_id = %(merchant)s
+      AND o.livemode = %(mode)s AND o.reversed_run_id IS NULL
+      AND NOT EXISTS (SELECT 1 FROM recon_bank_lines x WHERE x.payout_id = o.id)
+""")
+
+
 async def match_bank_lines(
-    conn: Conn, scope: Scope, report_id: str, window: timedelta
+    conn: Conn, scope: Scope, report_id: str, since: date, window: timedelta
 ) -> list[dict[str, Any]]:
-    """Each credit line of the statement to the payout it is: by the payout's reference
-    in the line's reference or description first, then by amount and currency within
-    `window` of the payout's report date when that pair is the sole candidate both ways.
-    Returns the lines matched, with their payout."""
-    params = {"report": report_id, "merchant": scope.merchant_id, "mode": scope.livemode}
+    """Each credit line (of the statement, and of earlier statements still unexplained
+    since `since`) to the payout it is. By the payout's reference in the line's reference
+    or description first, whatever the amounts (a bank may take a fee; the difference is
+    a break of the run's): each line to the payout it names best (its reference itself
+    before a description containing it, the same amount first, a longer reference before
+    one it contains: po_12 before po_1), and each payout to the best of the lines that
+    name it best. Then by amount and currency within `window` of the payout's report
+    date, when that pair is the sole candidate both ways. Returns the lines matched (id,
+    currency, amount), with their payout (payout_id, reference, payout_amount)."""
+    params = {
+        "report": report_id,
+        "merchant": scope.merchant_id,
+        "mode": scope.livemode,
+        "since": since,
+        "days": window.days,
+    }
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
-        "WITH candidates AS ("
-        "  SELECT DISTINCT ON (o.id) l.id AS line_id, o.id AS payout_id"
-        "  FROM recon_bank_lines l JOIN recon_payouts o ON o.merchant_id = l.merchant_id"
-        "   AND o.livemode = l.livemode AND o.currency = l.currency AND o.amount = l.amount"
-        "   AND (l.reference = o.provider_reference"
-        "    OR strpos(l.description, o.provider_reference) > 0)"
-        "  WHERE l.report_id = %(report)s AND l.payout_id IS NULL"
-        "   AND NOT EXISTS (SELECT 1 FROM recon_bank_lines x WHERE x.payout_id = o.id)"
-        "  ORDER BY o.id, l.line"
-        " )"
-        " UPDATE recon_bank_lines l SET payout_id = c.payout_id FROM candidates c"
-        " WHERE l.id = c.line_id RETURNING l.id, l.payout_id",
+        sql.SQL(
+            "WITH l AS ({lines}), o AS ({payouts}),"
+            " named AS (SELECT l.id AS line_id, l.booked_on, o.id AS payout_id,"
+            "  o.provider_reference AS reference, o.amount AS payout_amount,"
+            "  l.reference = o.provider_reference AS exact, l.amount = o.amount AS same,"
+            "  row_number() OVER (PARTITION BY l.id ORDER BY l.reference = o.provider_reference"
+            "   DESC, l.amount = o.amount DESC, length(o.provider_reference) DESC, o.id)"
+            "   AS for_line"
+            "  FROM l JOIN o ON o.currency = l.currency AND o.provider_reference <> ''"
+            "  AND (l.reference = o.provider_reference"
+            "   OR strpos(l.description, o.provider_reference) > 0)),"
+            # Of the lines that name a payout best, the payout takes the one naming it best.
+            " candidates AS (SELECT n.*, row_number() OVER (PARTITION BY n.payout_id"
+            "  ORDER BY n.exact DESC, n.same DESC, n.booked_on, n.line_id) AS for_payout"
+            "  FROM named n WHERE n.for_line = 1)"
+            " UPDATE recon_bank_lines x SET payout_id = c.payout_id FROM candidates c"
+            " WHERE x.id = c.line_id AND c.for_payout = 1"
+            " RETURNING x.id, x.currency, x.amount, c.payout_id, c.reference, c.payout_amount"
+        ).format(lines=_OPEN_LINES, payouts=_WAITING_PAYOUTS),
         params,
     )
     matched = await cur.fetchall()
     await cur.execute(
-        "WITH l AS (SELECT l.* FROM recon_bank_lines l"
-        "  WHERE l.report_id = %(report)s AND l.payout_id IS NULL AND l.amount > 0),"
-        " o AS (SELECT o.* FROM recon_payouts o WHERE o.merchant_id = %(merchant)s"
-        "  AND o.livemode = %(mode)s"
-        "  AND NOT EXISTS (SELECT 1 FROM recon_bank_lines x WHERE x.payout_id = o.id)),"
-        " candidates AS (SELECT l.id AS line_id, o.id AS payout_id,"
-        "  count(*) OVER (PARTITION BY l.id) AS for_line,"
-        "  count(*) OVER (PARTITION BY o.id) AS for_payout"
-        "  FROM l JOIN o ON o.currency = l.currency AND o.amount = l.amount"
-        "  AND l.booked_on BETWEEN o.report_date AND o.report_date + %(days)s)"
-        " UPDATE recon_bank_lines x SET payout_id = c.payout_id FROM candidates c"
-        " WHERE x.id = c.line_id AND c.for_line = 1 AND c.for_payout = 1"
-        " RETURNING x.id, x.payout_id",
-        {**params, "days": window.days},
+        sql.SQL(
+            "WITH l AS ({lines}), o AS ({payouts}),"
+            " candidates AS (SELECT l.id AS line_id, o.id AS payout_id,"
+            "  o.provider_reference AS reference, o.amount AS payout_amount,"
+            "  count(*) OVER (PARTITION BY l.id) AS for_line,"
+            "  count(*) OVER (PARTITION BY o.id) AS for_payout"
+            "  FROM l JOIN o ON o.currency = l.currency AND o.amount = l.amount"
+            "  AND l.booked_on BETWEEN o.report_date AND o.report_date + %(days)s)"
+            " UPDATE recon_bank_lines x SET payout_id = c.payout_id FROM candidates c"
+            " WHERE x.id = c.line_id AND c.for_line = 1 AND c.for_payout = 1"
+            " RETURNING x.id, x.currency, x.amount, c.payout_id, c.reference, c.payout_amount"
+        ).format(lines=_OPEN_LINES, payouts=_WAITING_PAYOUTS),
+        params,
     )
     return matched + await cur.fetchall()
 
@@ -228,16 +369,6 @@ async def mark_arrived(conn: Conn, run_id: str, payout_ids: list[str]) -> None:
     await conn.execute(
         "UPDATE recon_payouts SET arrived_run_id = %s WHERE id = ANY(%s)", (run_id, payout_ids)
     )
-
-
-async def payouts_of_lines(conn: Conn, line_ids: list[int]) -> list[dict[str, Any]]:
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
-        "SELECT o.* FROM recon_payouts o JOIN recon_bank_lines l ON l.payout_id = o.id"
-        " WHERE l.id = ANY(%s) ORDER BY l.id",
-        (line_ids,),
-    )
-    return await cur.fetchall()
 
 
 async def unmatched_bank_lines(conn: Conn, report_id: str) -> list[dict[str, Any]]:

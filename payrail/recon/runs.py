@@ -76,7 +76,7 @@ class _Outcome:
     per currency, for the summary and the ledger."""
 
     opened: list[dict[str, Any]] = field(default_factory=list)
-    changed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (event, break)
+    changed: list[tuple[breaks.Change, dict[str, Any]]] = field(default_factory=list)
     movements: dict[str, postings.Movements] = field(default_factory=dict)
     payouts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -129,10 +129,10 @@ class _Run:
         return row
 
     async def change(
-        self, row: dict[str, Any], action: str, note: str | None, **changes: Any
+        self, row: dict[str, Any], action: breaks.Change, note: str | None, **changes: Any
     ) -> None:
-        """Change an open break, with its history line and its event: `action` is
-        escalated or arrived (the event says closed)."""
+        """Change an open break the run holds locked, with its history line and its
+        event."""
         changes["updated_at"] = self.clock.now()
         await repo.update_break(self.conn, row["id"], changes)
         row.update(changes)
@@ -149,36 +149,77 @@ class _Run:
                 "at": changes["updated_at"],
             },
         )
-        event = "closed" if action == "arrived" else action
-        self.out.changed.append((f"reconciliation.break.{event}", row))
+        self.out.changed.append((action, row))
 
-    async def settle_open_breaks(self, stage: Stage) -> None:
-        """Open breaks whose item has now arrived close, and what they moved to suspense
-        moves back; timing breaks past due escalate and move theirs."""
-        for row in await repo.open_breaks(self.conn, self.scope, stage, self.connector_account_id):
+    async def settle(self, found: list[dict[str, Any]]) -> None:
+        """Change the open breaks the run found it may change, each locked by the query
+        that found it (a person resolving one at the same time either waits for the run
+        or has resolved it first, and then it is not found): one whose item arrived, or
+        whose payout came back, closes, and what it moved to suspense moves back; a timing
+        break past due escalates and moves its amount; a row found to be a second copy
+        becomes a duplicate."""
+        for row in found:
+            facts = breaks.Open(
+                row["type"],
+                row["due_on"],
+                arrived=row.pop("arrived"),
+                reversed=row.pop("reversed", False),
+                duplicate=row.pop("duplicate", False),
+            )
+            what = breaks.change(facts, self.report_date)
             money = self.out.money(row["currency"], self.connector_account_id)
-            if row.pop("arrived"):
-                money.to_suspense -= row["suspense_amount"]
+            if what in ("arrived", "reversed"):
+                money.against_suspense(row, -row["suspense_amount"])
                 await self.change(
                     row,
-                    "arrived",
-                    f"arrived by run {self.run_id}",
+                    what,
+                    f"{what} by run {self.run_id}",
                     status="resolved",
-                    resolution="arrived",
+                    resolution=what,
                     closed_run_id=self.run_id,
                 )
-            elif row["type"] == "timing" and breaks.escalates(row["due_on"], self.report_date):
+            elif what == "escalated":
                 # Payrail booked it and the provider (or bank) never showed it: its side
                 # comes off the provider balance (or payouts in transit), into suspense.
                 moved = -row["expected_net"]
-                money.to_suspense += moved
+                money.against_suspense(row, moved)
                 await self.change(
                     row,
                     "escalated",
                     f"not reported within {self.rules.timing_days} days",
-                    type=breaks.escalated_type(stage),
+                    type=breaks.escalated_type(row["stage"]),
                     suspense_amount=moved,
                 )
+            elif what == "retyped":
+                await self.change(
+                    row,
+                    "retyped",
+                    f"another row of {row['reference']} matched by run {self.run_id}",
+                    type="duplicate",
+                )
+
+    def follow_up(self, found: list[dict[str, Any]]) -> None:
+        """Items of breaks a person resolved that turned up after all (reported, at the
+        bank, or come back): what the resolved break moved to suspense moves back, once,
+        in a break of its own that names it, for whoever moved the first one on."""
+        for row in found:
+            back = -row["suspense_amount"]
+            items = ("provider_transaction_id", "expectation_id", "payout_id", "bank_line_id")
+            opened = self.open(
+                row["stage"],
+                "after_resolution",
+                row["currency"],
+                row["reference"],
+                connector_account_id=row["connector_account_id"],
+                follows_break_id=row["id"],
+                expected_net=row["expected_net"],
+                reported_net=row["arrived_net"],
+                suspense_amount=back,
+                **{item: row[item] for item in items if row[item] is not None},
+            )
+            self.out.money(row["currency"], self.connector_account_id).against_suspense(
+                opened, back
+            )
 
     async def finish(self, stage: Stage, summary: dict[str, Any]) -> dict[str, Any]:
         """Write the breaks, post the ledger, store the summary and the events."""
@@ -209,20 +250,18 @@ class _Run:
         by_type: dict[str, int] = defaultdict(int)
         for row in self.out.opened:
             by_type[row["type"]] += 1
+        actions: dict[str, int] = defaultdict(int)
+        for action, _ in self.out.changed:
+            actions[action] += 1
         summary |= {
             "breaks_opened": dict(sorted(by_type.items())),
-            "breaks_closed": sum(
-                1 for e, _ in self.out.changed if e == "reconciliation.break.closed"
-            ),
-            "breaks_escalated": sum(
-                1 for e, _ in self.out.changed if e == "reconciliation.break.escalated"
-            ),
+            "breaks_closed": actions["arrived"] + actions["reversed"],
+            "breaks_escalated": actions["escalated"],
+            "breaks_retyped": actions["retyped"],
             "fees": {c: m.fees for c, m in sorted(self.out.movements.items()) if m.fees},
             "payouts": {c: m.payouts for c, m in sorted(self.out.movements.items()) if m.payouts},
             "suspense": {
-                c: m.to_suspense + m.bank_unexplained
-                for c, m in sorted(self.out.movements.items())
-                if m.to_suspense or m.bank_unexplained
+                c: m.suspense for c, m in sorted(self.out.movements.items()) if m.suspense
             },
             "ledger_transactions": [t.external_id for t in batch],
         }
@@ -241,14 +280,29 @@ class _Run:
             for row in self.out.opened
         ]
         events += [
-            OutboxEvent(kind, "reconciliation_break", row["id"], break_object(row))
-            for kind, row in self.out.changed
+            OutboxEvent(
+                f"reconciliation.break.{_EVENTS[action]}",
+                "reconciliation_break",
+                row["id"],
+                break_object(row),
+            )
+            for action, row in self.out.changed
         ]
         events.append(
             OutboxEvent("reconciliation.run.completed", "reconciliation_run", run["id"], run)
         )
         await emit(self.conn, self.scope, self.clock.now(), events)
         return run
+
+
+# A change's event: a break closed by itself (arrived, or its payout came back), or its type
+# changed by a run (escalated past its due day, re-typed a duplicate).
+_EVENTS: dict[breaks.Change, str] = {
+    "arrived": "closed",
+    "reversed": "closed",
+    "escalated": "escalated",
+    "retyped": "escalated",
+}
 
 
 async def _run_object(conn: Conn, scope: Scope, run_id: str) -> dict[str, Any]:
@@ -396,7 +450,13 @@ async def reconcile_provider(
             conn, report, rules.fallback_window
         )
     mark = _lap(phases, "match", mark)
-    await run.settle_open_breaks("provider")
+    await run.settle(
+        await repo.provider_breaks_to_change(conn, scope, connector_account_id, report_date)
+    )
+    await run.settle(await matching.earlier_rows_to_change(conn, report))
+    run.follow_up(
+        await repo.resolved_expectations_reported(conn, scope, connector_account_id, run_id)
+    )
     await _classify_pairs(run)
     await _classify_unmatched(run, report)
     await _wait_for_missing(run, report)
@@ -464,8 +524,7 @@ async def _classify_unmatched(run: _Run, report: matching.Report) -> None:
         )
         if kind is None:
             continue
-        run.out.money(p["currency"], run.connector_account_id).to_suspense += p["net"]
-        run.open(
+        opened = run.open(
             "provider",
             kind,
             p["currency"],
@@ -474,6 +533,7 @@ async def _classify_unmatched(run: _Run, report: matching.Report) -> None:
             reported_net=p["net"],
             suspense_amount=p["net"],
         )
+        run.out.money(p["currency"], run.connector_account_id).against_suspense(opened, p["net"])
 
 
 async def _wait_for_missing(run: _Run, report: matching.Report) -> None:
@@ -493,10 +553,10 @@ async def _wait_for_missing(run: _Run, report: matching.Report) -> None:
 
 async def _explained(run: _Run, *, payouts_named_on_rows: bool) -> None:
     """Fees and payouts the report carries: posted, and payouts kept for the bank run; a
-    payout that came back is not waited for. Stripe's itemized activity lists no payout
-    but names it on every row it settles (`payouts_named_on_rows`): there a payout is the
-    sum of the rows that name it. Elsewhere (Adyen's batches) a name on a row is not a
-    payout."""
+    payout that came back is not waited for, and the bank's break waiting for it closes.
+    Stripe's itemized activity lists no payout but names it on every row it settles
+    (`payouts_named_on_rows`): there a payout is the sum of the rows that name it.
+    Elsewhere (Adyen's batches) a name on a row is not a payout."""
     assert run.connector_account_id is not None
     listed, named = await matching.fees_and_payouts(run.conn)
     payouts: dict[tuple[str, str], tuple[int, int]] = {}
@@ -534,7 +594,12 @@ async def _explained(run: _Run, *, payouts_named_on_rows: bool) -> None:
                 "created_at": now,
             },
         )
-    await repo.reverse_payouts(run.conn, run.connector_account_id, run.run_id, reversed_)
+    came_back = await repo.reverse_payouts(
+        run.conn, run.connector_account_id, run.run_id, reversed_
+    )
+    if came_back:
+        await run.settle(await repo.reversed_payouts_breaks(run.conn, came_back))
+        run.follow_up(await repo.resolved_payouts_settled(run.conn, run.scope, came_back))
 
 
 async def reconcile_bank(
@@ -565,16 +630,42 @@ async def reconcile_bank(
     await conn.execute("UPDATE recon_reports SET row_count = %s WHERE id = %s", (count, report_id))
     run = _Run(conn, scope, clock, run_id, report_date, None, rules)
     matched = await repo.match_bank_lines(
-        conn, scope, report_id, timedelta(days=rules.bank_window_days)
+        conn,
+        scope,
+        report_id,
+        report_date - timedelta(days=rules.lookback_days),
+        timedelta(days=rules.bank_window_days),
     )
-    await repo.mark_arrived(conn, run_id, [m["payout_id"] for m in matched])
-    await run.settle_open_breaks("bank")
-    for payout in await repo.payouts_of_lines(conn, [m["id"] for m in matched]):
-        run.out.money(payout["currency"], None).arrived += payout["amount"]
+    arrived = [m["payout_id"] for m in matched]
+    await repo.mark_arrived(conn, run_id, arrived)
+    await run.settle(
+        await repo.bank_breaks_to_change(
+            conn, scope, report_date, arrived, [m["id"] for m in matched]
+        )
+    )
+    run.follow_up(await repo.resolved_payouts_settled(conn, scope, arrived))
+    for m in matched:
+        money = run.out.money(m["currency"], None)
+        money.arrived += m["payout_amount"]
+        # Found by its reference, the line may differ from the payout (a bank's fee).
+        pair = breaks.Pair(m["currency"], m["payout_amount"], 0, m["currency"], m["amount"], 0)
+        kind = breaks.pair_break(pair)
+        if kind is not None:
+            difference = m["amount"] - m["payout_amount"]
+            opened = run.open(
+                "bank",
+                kind,
+                m["currency"],
+                m["reference"],
+                bank_line_id=m["id"],
+                expected_net=m["payout_amount"],
+                reported_net=m["amount"],
+                suspense_amount=difference,
+            )
+            money.against_suspense(opened, difference)
     for line in await repo.unmatched_bank_lines(conn, report_id):
         # Money at the bank that no payout explains: booked at the bank, into suspense.
-        run.out.money(line["currency"], None).bank_unexplained += line["amount"]
-        run.open(
+        opened = run.open(
             "bank",
             "missing_internal",
             line["currency"],
@@ -583,6 +674,7 @@ async def reconcile_bank(
             reported_net=line["amount"],
             suspense_amount=line["amount"],
         )
+        run.out.money(line["currency"], None).against_suspense(opened, line["amount"])
     due = breaks.due_on(report_date, rules.timing_days)
     for payout in await repo.payouts_not_arrived(conn, scope, report_date):
         run.open(

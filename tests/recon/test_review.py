@@ -20,6 +20,7 @@ from payrail.api.pagination import page_ids
 from payrail.clock import ManualClock, unix
 from payrail.connectors.sandbox import reports
 from payrail.connectors.sandbox_connector import SandboxConnector
+from payrail.errors import InvalidRequest
 from payrail.recon import service, worker
 from payrail.recon.commands import CommandError, run_file
 from payrail.recon.formats.common import ReportError
@@ -228,10 +229,6 @@ async def test_a_guess_by_amount_does_not_take_an_expectation_whose_own_row_come
     assert await breaks_of(pool, "ch_direct") == [("missing_internal", "open")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: an item arriving after its break was resolved by hand is not posted back",
-)
 async def test_an_item_arriving_after_its_break_was_resolved_by_hand_reaches_the_ledger(
     pool: AsyncConnectionPool,
     client: httpx.AsyncClient,
@@ -279,7 +276,30 @@ async def test_an_item_arriving_after_its_break_was_resolved_by_hand_reaches_the
         connector_account_id=connector,
     )
     assert provider_balance == amount - fee, "the provider holds the capture's net"
+    assert await breaks_of(pool, reference) == [
+        ("missing_at_provider", "resolved"),
+        ("after_resolution", "open"),
+    ]
+    listed = await client.get(
+        "/v1/reconciliation_breaks", headers=auth, params={"type": "after_resolution"}
+    )
+    [follow] = listed.json()["data"]
+    assert (follow["follows_break"], follow["suspense_amount"]) == (break_id[0], amount - fee)
+    # Once: the next day's run moves nothing more for it.
+    clock.current += timedelta(days=1)
+    await run_provider(pool, scope, clock, connector, write_report(tmp_path, "d6.csv", []), day(6))
     assert len(await breaks_of(pool, reference)) == 2
+    assert (
+        await balance(
+            pool,
+            scope,
+            "payment_ledger_accounts",
+            purpose="provider_balance",
+            currency="USD",
+            connector_account_id=connector,
+        )
+        == amount - fee
+    )
 
 
 async def test_a_reversed_payout_is_not_waited_for_at_the_bank(
@@ -474,9 +494,6 @@ async def test_a_million_row_run_does_not_rescan_its_matches_once_per_row(
     assert rescanning == [], "\n".join(rescanning)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="known defect: bank lines of earlier statements are not tried again"
-)
 async def test_a_payout_reported_after_its_bank_line_was_seen_matches_that_line(
     pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, account: str, tmp_path: Path
 ) -> None:
@@ -488,6 +505,9 @@ async def test_a_payout_reported_after_its_bank_line_was_seen_matches_that_line(
     missing_at_bank, and the line stays missing_internal: the same money twice in
     suspense's breaks and never closed. Correct: unmatched lines of earlier statements
     are tried again (as provider rows are, for lookback_days), and both sides close."""
+    # Payrail's record of the charge, so that the only difference is the bank's.
+    clock.current = clock.current.replace(hour=12)
+    await expect(pool, scope, clock, account, "charge", "ch_a", 1000, 59)
     await run_bank(pool, scope, clock, tmp_path, day(2), [bank_line(day(2), 941, "po_7")])
     paid = [stripe_row("txn_1", "ch_a", "charge", 1000, 59, payout="po_7")]
     await run_provider(pool, scope, clock, account, write_report(tmp_path, "d1.csv", paid), day(1))
@@ -500,9 +520,6 @@ async def test_a_payout_reported_after_its_bank_line_was_seen_matches_that_line(
     assert (await in_transit(pool, scope), suspense) == (0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="known defect: a bank match by reference also demands the amount"
-)
 async def test_a_payout_found_by_its_reference_at_the_bank_arrives_though_short(
     pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, account: str, tmp_path: Path
 ) -> None:
@@ -516,11 +533,21 @@ async def test_a_payout_found_by_its_reference_at_the_bank_arrives_though_short(
     line = bank_line(day(2), 941 - 15, "", "STRIPE TRANSFER po_8 LESS FEE")
     bank = await run_bank(pool, scope, clock, tmp_path, day(2), [line])
     assert bank["summary"]["matched"]["payouts"] == 1
+    assert bank["summary"]["breaks_opened"] == {"amount_mismatch": 1}
+    short = await scalar(
+        pool,
+        "SELECT row(expected_net, reported_net, suspense_amount) FROM recon_breaks"
+        " WHERE reference = 'po_8'",
+    )
+    assert tuple(int(v) for v in short) == (941, 926, -15)
+    assert await in_transit(pool, scope) == 0
+    at_bank = await balance(pool, scope, "recon_ledger_accounts", purpose="bank", currency="USD")
+    assert at_bank == 926
+    for n in range(3, 7):
+        await run_bank(pool, scope, clock, tmp_path, day(n), [])
+    assert await breaks_of(pool, "po_8") == [("amount_mismatch", "open")]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="known defect: open missing_internal rows are not re-typed duplicate"
-)
 async def test_a_second_row_of_a_reference_is_a_duplicate_once_the_first_matches(
     pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, account: str, tmp_path: Path
 ) -> None:
@@ -542,9 +569,6 @@ async def test_a_second_row_of_a_reference_is_a_duplicate_once_the_first_matches
     assert [b for b in await breaks_of(pool, "ch_a") if b[1] == "open"] == [("duplicate", "open")]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="known defect: a run locks every open break of its connector account"
-)
 async def test_a_person_resolves_a_break_while_a_run_of_its_connector_is_going(
     pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, account: str, tmp_path: Path
 ) -> None:
@@ -604,10 +628,6 @@ async def test_an_amount_too_large_to_keep_is_refused_by_line_and_column(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: a payout arriving after its bank break was resolved by hand moves twice",
-)
 async def test_a_payout_arriving_after_its_bank_break_was_resolved_by_hand_leaves_transit_at_0(
     pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, account: str, tmp_path: Path
 ) -> None:
@@ -627,6 +647,12 @@ async def test_a_payout_arriving_after_its_bank_break_was_resolved_by_hand_leave
         await service.resolve_break(conn, scope, clock, missing, "asked the bank")
     await run_bank(pool, scope, clock, tmp_path, day(6), [bank_line(day(6), 941, "po_5")])
     assert await in_transit(pool, scope) == 0
+    assert await breaks_of(pool, "po_5") == [
+        ("missing_at_bank", "resolved"),
+        ("after_resolution", "open"),
+    ]
+    at_bank = await balance(pool, scope, "recon_ledger_accounts", purpose="bank", currency="USD")
+    assert at_bank == 941
 
 
 async def test_listing_a_merchants_breaks_does_not_read_other_merchants_breaks(
@@ -663,9 +689,6 @@ async def test_listing_a_merchants_breaks_does_not_read_other_merchants_breaks(
     assert read < 100, f"listing no breaks read {read} rows of another merchant's"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="known defect: a reversal does not close the payout's open bank break"
-)
 async def test_a_payout_reversed_while_the_bank_waits_for_it_is_not_escalated(
     pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, account: str, tmp_path: Path
 ) -> None:
@@ -685,6 +708,154 @@ async def test_a_payout_reversed_while_the_bank_waits_for_it_is_not_escalated(
         await run_bank(pool, scope, clock, tmp_path, day(n), [])
     assert await in_transit(pool, scope) == 0
     assert ("missing_at_bank", "open") not in await breaks_of(pool, "po_9")
+
+
+@pytest.mark.parametrize("resolved_by_hand", [False, True])
+async def test_a_payout_reversed_after_it_escalated_at_the_bank_leaves_transit_at_0(
+    resolved_by_hand: bool,
+    pool: AsyncConnectionPool,
+    scope: Scope,
+    clock: ManualClock,
+    account: str,
+    tmp_path: Path,
+) -> None:
+    """A payout comes back after the bank run gave up on it (missing_at_bank: its amount
+    off payouts in transit, into suspense), and after a person resolved that break or
+    not. The reversal takes the amount off in transit once more; what the break moved
+    comes back at once, by the provider run that reports the reversal: closing the open
+    break, or in a break of its own after the person's."""
+    paid = [stripe_row("txn_1", "po_9", "payout", -1000, 0, payout="")]
+    await run_provider(pool, scope, clock, account, write_report(tmp_path, "d1.csv", paid), day(1))
+    for n in range(2, 6):
+        await run_bank(pool, scope, clock, tmp_path, day(n), [])
+    assert await breaks_of(pool, "po_9") == [("missing_at_bank", "open")]
+    if resolved_by_hand:
+        missing = await scalar(pool, "SELECT id FROM recon_breaks WHERE reference = 'po_9'")
+        async with pool.connection() as conn, conn.transaction():
+            await service.resolve_break(conn, scope, clock, missing, "asked the bank")
+    back = [stripe_row("txn_2", "po_9", "payout_reversal", 1000, 0, day=day(6), payout="")]
+    await run_provider(pool, scope, clock, account, write_report(tmp_path, "d6.csv", back), day(6))
+    suspense = await balance(
+        pool, scope, "recon_ledger_accounts", purpose="suspense", currency="USD"
+    )
+    assert (await in_transit(pool, scope), suspense) == (0, 0)
+    resolutions = await scalar(
+        pool, "SELECT array_agg(row(type, resolution)::text ORDER BY seq) FROM recon_breaks"
+    )
+    if resolved_by_hand:
+        assert resolutions == ["(missing_at_bank,resolved_by_user)", "(after_resolution,)"]
+    else:
+        assert resolutions == ["(missing_at_bank,reversed)"]
+
+
+async def test_a_bank_line_naming_two_payouts_is_the_one_it_names_best(
+    pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, account: str, tmp_path: Path
+) -> None:
+    """Matched by reference whatever the amount, a line whose description names po_12
+    also contains po_1. Each line is the payout it names best (the longer reference),
+    and each payout the line that names it best: both arrive, each short by the bank's
+    fee, and neither takes the other's line."""
+    clock.current = clock.current.replace(hour=12)
+    await expect(pool, scope, clock, account, "charge", "ch_a", 1000, 59)
+    await expect(pool, scope, clock, account, "charge", "ch_b", 2000, 88)
+    rows = [
+        stripe_row("txn_1", "ch_a", "charge", 1000, 59, payout="po_1"),
+        stripe_row("txn_2", "ch_b", "charge", 2000, 88, payout="po_12"),
+    ]
+    await run_provider(pool, scope, clock, account, write_report(tmp_path, "d1.csv", rows), day(1))
+    lines = [
+        bank_line(day(2), 1912 - 12, "", "TRANSFER po_12"),
+        bank_line(day(2), 941 - 11, "", "TRANSFER po_1"),
+    ]
+    bank = await run_bank(pool, scope, clock, tmp_path, day(2), lines)
+    assert bank["summary"]["matched"]["payouts"] == 2
+    async with pool.connection() as conn:
+        found = await (
+            await conn.execute(
+                "SELECT reference, type, expected_net, reported_net FROM recon_breaks"
+                " ORDER BY reference"
+            )
+        ).fetchall()
+    assert found == [
+        ("po_1", "amount_mismatch", 941, 930),
+        ("po_12", "amount_mismatch", 1912, 1900),
+    ]
+    assert await in_transit(pool, scope) == 0
+
+
+async def test_a_run_waits_for_a_person_resolving_a_break_it_closes_and_then_follows_it(
+    pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, account: str, tmp_path: Path
+) -> None:
+    """A person writes off a missing_at_provider break while the run in which its row
+    arrives is going. The run locks the breaks it changes: it waits for the person,
+    then finds the break resolved and brings its suspense back in a break of its own;
+    never both closing it and following it, and never neither."""
+    clock.current = clock.current.replace(hour=12)
+    await expect(pool, scope, clock, account, "charge", "ch_a", 1000, 59)
+    for n in range(1, 5):
+        await run_provider(
+            pool, scope, clock, account, write_report(tmp_path, f"d{n}.csv", []), day(n)
+        )
+    assert await breaks_of(pool, "ch_a") == [("missing_at_provider", "open")]
+    missing = await scalar(pool, "SELECT id FROM recon_breaks WHERE reference = 'ch_a'")
+    arrived = [stripe_row("txn_1", "ch_a", "charge", 1000, 59, day=day(5), payout="")]
+    async with pool.connection() as person, person.transaction():
+        await service.resolve_break(person, scope, clock, missing, "written off")
+        running = asyncio.create_task(
+            run_provider(
+                pool, scope, clock, account, write_report(tmp_path, "d5.csv", arrived), day(5)
+            )
+        )
+        done, _ = await asyncio.wait([running], timeout=1)
+        assert not done, "the run changed a break a person was resolving"
+    await running
+    assert await breaks_of(pool, "ch_a") == [
+        ("missing_at_provider", "resolved"),
+        ("after_resolution", "open"),
+    ]
+    provider_balance = await balance(
+        pool,
+        scope,
+        "payment_ledger_accounts",
+        purpose="provider_balance",
+        currency="USD",
+        connector_account_id=account,
+    )
+    suspense = await balance(
+        pool, scope, "recon_ledger_accounts", purpose="suspense", currency="USD"
+    )
+    # The expectation was written without its payment's posting: the run's own postings
+    # net to nothing once the row arrived.
+    assert (provider_balance, suspense) == (0, 0)
+
+
+async def test_a_person_resolving_a_break_a_run_has_closed_is_told_so(
+    pool: AsyncConnectionPool, scope: Scope, clock: ManualClock, account: str, tmp_path: Path
+) -> None:
+    """The other order: the run has closed a timing break (its row arrived) and not
+    committed yet. A person resolving it waits for the run, and is then told it closed
+    by itself: its suspense is not left to a person as well."""
+    clock.current = clock.current.replace(hour=12)
+    await expect(pool, scope, clock, account, "charge", "ch_a", 1000, 59)
+    await run_provider(pool, scope, clock, account, write_report(tmp_path, "d1.csv", []), day(1))
+    waiting = await scalar(pool, "SELECT id FROM recon_breaks WHERE reference = 'ch_a'")
+
+    async def resolve() -> None:
+        async with pool.connection() as conn, conn.transaction():
+            await service.resolve_break(conn, scope, clock, waiting, "chased it")
+
+    arrived = [stripe_row("txn_1", "ch_a", "charge", 1000, 59, payout="")]
+    async with pool.connection() as conn, conn.transaction():
+        await reconcile_provider(
+            conn, scope, clock, account, write_report(tmp_path, "d2.csv", arrived), day(2), RULES
+        )
+        resolving = asyncio.create_task(resolve())
+        done, _ = await asyncio.wait([resolving], timeout=1)
+        assert not done, "a person resolved a break the run was closing"
+    with pytest.raises(InvalidRequest) as refused:
+        await resolving
+    assert refused.value.code == "break_not_open"
+    assert await breaks_of(pool, "ch_a") == [("timing", "resolved")]
 
 
 async def test_the_first_run_of_a_month_does_not_hold_up_runs_of_other_months(
