@@ -81,6 +81,9 @@ async def due(services: Services, today: date) -> list[Due]:
     ]
 
 
+_RELEASE = "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
+
+
 @contextlib.asynccontextmanager
 async def _claimed(conn: repo.Conn, connector_account_id: str) -> AsyncIterator[bool]:
     """Whether this worker has the connector account to itself: no other worker holds
@@ -93,7 +96,13 @@ async def _claimed(conn: repo.Conn, connector_account_id: str) -> AsyncIterator[
     try:
         yield True
     finally:
-        await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+        try:
+            await conn.execute(_RELEASE, (key,))
+        except BaseException:
+            # Not released (cancelled at shutdown, the connection failing): the session
+            # must end, or the idle pooled connection would hold the account's claim.
+            await conn.close()
+            raise
 
 
 async def _reconcile(

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime
 
 import httpx
+import psycopg
 import pytest
 from prometheus_client import generate_latest
 from psycopg_pool import AsyncConnectionPool
@@ -256,3 +257,26 @@ async def test_a_workers_tick_makes_the_months_partitions_ahead(
         f"recon_provider_transactions_{month}"
         for month in ("2025_12", "2026_01", "2026_02", "2026_03")
     ]
+
+
+async def test_a_claim_that_cannot_be_released_ends_its_session(
+    pool: AsyncConnectionPool,
+    services: Services,
+    clock: ManualClock,
+    connector: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A claim whose release fails (the connection failing, a cancel at shutdown) must
+    not stay with an idle pooled connection, where no other worker could take the
+    account again: the connection is closed, and its session's locks go with it."""
+    clock.current = datetime(2026, 1, 2, 3, tzinfo=UTC)
+    monkeypatch.setattr(worker, "_RELEASE", "SELECT no_such_function(%s)")
+    with pytest.raises(psycopg.errors.UndefinedFunction):
+        await worker.run_once(services)
+    monkeypatch.undo()
+    assert await reconciled_days(pool, connector) == DAYS
+    async with pool.connection() as conn:
+        held = await (
+            await conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        ).fetchone()
+    assert held == (0,)
